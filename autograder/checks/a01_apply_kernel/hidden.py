@@ -1,0 +1,210 @@
+"""Hidden checks of 01_apply_kernel: compare with the reference notebook's own functions."""
+
+import torch
+
+from autograder.api import (
+    as_float,
+    check,
+    expect,
+    expect_close,
+    expect_raises,
+    expect_tensor,
+    fmt_call,
+)
+from autograder.checks.a01_apply_kernel.common import (
+    CONV1D_CASES,
+    CONV2D_CASES,
+    COUNT_CONV_SOURCE,
+    kernel_tensor,
+)
+
+# ---------------------------------------------------------------------------------------------
+# apply_kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def _expect_apply(sub, ref, img, row, col, kernel):
+    what = fmt_call("apply_kernel", img, row, col, kernel) + f" at (row={row}, col={col})"
+    expect_close(sub.apply_kernel(img, row, col, kernel), as_float(ref.apply_kernel(img, row, col, kernel)),
+                 what=what, atol=1e-5, rtol=1e-5)
+
+
+@check(cell="test_apply_kernel", points=2, kind="numerical",
+       hint="The patch is centred at (row, col): rows row-k//2 .. row+k//2, the same for columns; no flip.")
+def test_apply_kernel_matches_reference_everywhere(sub, ref):
+    img = torch.randn(7, 10)
+    for k in (1, 3, 5):
+        kernel = torch.randn(k, k)
+        r = k // 2
+        for row in range(r, 7 - r):
+            for col in range(r, 10 - r, 2 if k == 1 else 1):
+                _expect_apply(sub, ref, img, row, col, kernel)
+
+
+@check(cell="test_apply_kernel", points=1, kind="behaviour",
+       hint="A patch that touches the border is still inside: valid rows are k//2 .. H-1-k//2 (inclusive).")
+def test_apply_kernel_accepts_patches_touching_the_border(sub, ref):
+    img = torch.randn(6, 9)
+    for k in (3, 5):
+        kernel = torch.randn(k, k)
+        r = k // 2
+        for row, col in [(r, r), (6 - 1 - r, 9 - 1 - r), (r, 9 - 1 - r), (6 - 1 - r, r)]:
+            _expect_apply(sub, ref, img, row, col, kernel)
+
+
+@check(cell="test_apply_kernel", points=1, kind="error",
+       hint="Check the kernel is 2-D with as many rows as columns; raise ValueError otherwise.")
+def test_apply_kernel_rejects_non_square_kernel(sub, ref):
+    img = torch.rand(9, 9)
+    for shape in [(3, 5), (5, 3), (3, 1)]:
+        kernel = torch.ones(shape)
+        expect_raises(lambda kernel=kernel: sub.apply_kernel(img, 4, 4, kernel), "ValueError",
+                      what=fmt_call("apply_kernel", img, 4, 4, kernel))
+
+
+@check(cell="test_apply_kernel", points=1, kind="error",
+       hint="img must be exactly 2-D (H, W): check img.ndim and raise ValueError for (1, H, W) or (H,).")
+def test_apply_kernel_rejects_non_2d_image(sub, ref):
+    kernel = kernel_tensor("top_edge")
+    for img in (torch.rand(1, 6, 6), torch.rand(6), torch.rand(2, 1, 6, 6)):
+        expect_raises(lambda img=img: sub.apply_kernel(img, 3, 3, kernel), "ValueError",
+                      what=fmt_call("apply_kernel", img, 3, 3, kernel))
+
+
+@check(cell="test_apply_kernel", points=1, kind="error",
+       hint="Check all four sides: row - k//2 >= 0, row + k//2 < H (and the same for col). Python accepts "
+            "negative indices, so img[-1:2] silently gives the wrong patch instead of an error.")
+def test_apply_kernel_rejects_patch_leaving_bottom_right_or_negative(sub, ref):
+    img = torch.rand(6, 8)
+    kernel = torch.randn(3, 3)
+    for row, col in [(5, 3), (3, 7), (5, 7), (-1, 3), (3, -2), (6, 3), (2, 9)]:
+        expect_raises(lambda row=row, col=col: sub.apply_kernel(img, row, col, kernel), "ValueError",
+                      what=fmt_call("apply_kernel", img, row, col, kernel))
+    big = torch.randn(5, 5)
+    for row, col in [(1, 4), (4, 2), (2, 6)]:
+        expect_raises(lambda row=row, col=col: sub.apply_kernel(img, row, col, big), "ValueError",
+                      what=fmt_call("apply_kernel", img, row, col, big))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d_loops
+# ---------------------------------------------------------------------------------------------
+
+NO_BUILTINS = ["conv", "unfold"]
+
+
+def _expect_conv2d(sub, ref, img, kernel, padding, stride):
+    what = fmt_call("conv2d_loops", img, kernel, padding=padding, stride=stride)
+    got = sub.call("conv2d_loops", img, kernel, padding=padding, stride=stride, forbid=NO_BUILTINS)
+    expect_tensor(got, ref.conv2d_loops(img, kernel, padding=padding, stride=stride), what=what)
+
+
+@check(cell="test_conv2d_loops", points=2, kind="numerical",
+       hint="Zero-pad every side by `padding`, read the window at (i*stride, j*stride), kh rows by kw columns.")
+def test_conv2d_loops_padding_stride_combinations(sub, ref):
+    for (h, w), (kh, kw), p, s in CONV2D_CASES:
+        _expect_conv2d(sub, ref, torch.randn(h, w), torch.randn(kh, kw), p, s)
+
+
+@check(cell="test_conv2d_loops", points=1, kind="behaviour",
+       hint="A kernel as large as the padded image is allowed: the output is 1 x 1. Compare with H + 2*padding, "
+            "not with H.")
+def test_conv2d_loops_kernel_as_large_as_padded_image(sub, ref):
+    _expect_conv2d(sub, ref, torch.randn(4, 6), torch.randn(4, 6), 0, 1)
+    _expect_conv2d(sub, ref, torch.randn(4, 6), torch.randn(6, 8), 1, 1)
+    _expect_conv2d(sub, ref, torch.randn(3, 5), torch.randn(5, 4), 1, 2)
+
+
+@check(cell="test_conv2d_loops", points=1, kind="numerical",
+       hint="The stride can be larger than the kernel (windows skip pixels): use floor division for the size.")
+def test_conv2d_loops_stride_larger_than_kernel(sub, ref):
+    _expect_conv2d(sub, ref, torch.randn(9, 11), torch.randn(2, 2), 0, 4)
+    _expect_conv2d(sub, ref, torch.randn(5, 12), torch.randn(3, 1), 1, 5)
+
+
+@check(cell="test_conv2d_loops", points=1, kind="error",
+       hint="Check the height and the width separately: kh > H + 2*padding OR kw > W + 2*padding is an error.")
+def test_conv2d_loops_rejects_kernel_too_large_in_one_direction(sub, ref):
+    for (h, w), (kh, kw), p in [((5, 6), (3, 9), 1), ((5, 6), (8, 3), 1), ((4, 9), (5, 3), 0), ((7, 3), (2, 4), 0)]:
+        img, kernel = torch.randn(h, w), torch.randn(kh, kw)
+        expect_raises(lambda img=img, kernel=kernel, p=p: sub.call("conv2d_loops", img, kernel, padding=p,
+                                                                   forbid=NO_BUILTINS),
+                      "ValueError", what=fmt_call("conv2d_loops", img, kernel, padding=p))
+
+
+@check(cell="test_conv2d_loops", points=1, kind="numerical",
+       hint="Slide the kernel as it is (no flip) over the zero-padded image: with padding=1 the border of "
+            "the output sees the zeros around the picture.")
+def test_conv2d_loops_edge_kernels_on_a_rectangle(sub, ref):
+    img = torch.zeros(9, 12)
+    img[2:7, 3:10] = 1.0
+    for name in ("top_edge", "left_edge", "diag1_edge", "diag2_edge"):
+        kernel = kernel_tensor(name)
+        what = fmt_call("conv2d_loops", img, kernel, padding=1) + f" with {name}"
+        got = sub.call("conv2d_loops", img, kernel, padding=1, forbid=NO_BUILTINS)
+        expect_tensor(got, ref.conv2d_loops(img, kernel, padding=1), what=what)
+
+
+# ---------------------------------------------------------------------------------------------
+# conv1d_loops
+# ---------------------------------------------------------------------------------------------
+
+
+def _expect_conv1d(sub, ref, x, weight, bias, stride, padding):
+    kwargs = {"bias": bias, "stride": stride, "padding": padding}
+    got = sub.call("conv1d_loops", x, weight, forbid=["conv"], **kwargs)
+    expect_tensor(got, ref.conv1d_loops(x, weight, **kwargs), what=fmt_call("conv1d_loops", x, weight, **kwargs))
+
+
+@check(cell="test_conv1d_loops", points=2, kind="numerical",
+       hint="Pad both ends, step by stride, out[i] = (padded[i*s : i*s+k] * weight).sum() (+ bias).")
+def test_conv1d_loops_matches_reference(sub, ref):
+    for i, (length, k, s, p) in enumerate(CONV1D_CASES):
+        bias = torch.randn(1) if i % 2 else None
+        _expect_conv1d(sub, ref, torch.randn(length), torch.randn(k), bias, s, p)
+
+
+@check(cell="test_conv1d_loops", points=1, kind="numerical",
+       hint="The bias may be a Python number, a 0-d tensor or a (1,) tensor: `out + bias` handles all three.")
+def test_conv1d_loops_bias_as_number_or_0d_tensor(sub, ref):
+    x, weight = torch.randn(9), torch.randn(3)
+    for bias in (0.75, torch.tensor(-1.5)):
+        _expect_conv1d(sub, ref, x, weight, bias, 1, 0)
+        _expect_conv1d(sub, ref, x, weight, bias, 2, 1)
+
+
+@check(cell="test_conv1d_loops", points=1, kind="error",
+       hint="Raise ValueError when the kernel is longer than the padded input (k > L + 2*padding).")
+def test_conv1d_loops_rejects_kernel_longer_than_input(sub, ref):
+    for length, k, p in [(4, 5, 0), (3, 6, 1)]:
+        x, weight = torch.randn(length), torch.randn(k)
+        expect_raises(lambda x=x, weight=weight, p=p: sub.call("conv1d_loops", x, weight, padding=p,
+                                                               forbid=["conv"]),
+                      "ValueError", what=fmt_call("conv1d_loops", x, weight, padding=p))
+
+
+# ---------------------------------------------------------------------------------------------
+# edge_features
+# ---------------------------------------------------------------------------------------------
+
+
+@check(cell="test_edge_features", points=2, kind="numerical",
+       hint="The K kernels are K output channels that each look at one input channel: weight (K, 1, kh, kw).")
+def test_edge_features_matches_reference(sub, ref):
+    for n, k, (kh, kw), (h, w) in [(1, 1, (3, 3), (8, 8)), (5, 3, (1, 4), (7, 9)), (2, 6, (5, 2), (10, 6)),
+                                   (4, 4, (3, 3), (28, 28))]:
+        xb, kernels = torch.rand(n, 1, h, w), torch.randn(k, kh, kw)
+        expect_tensor(sub.edge_features(xb, kernels), ref.edge_features(xb, kernels),
+                      what=fmt_call("edge_features", xb, kernels))
+
+
+@check(cell="test_edge_features", points=1, kind="behaviour",
+       hint="No Python loop over images or kernels: ONE F.conv2d call does the whole batch with all kernels.")
+def test_edge_features_uses_one_conv_call(sub, ref):
+    xb, kernels = torch.rand(3, 1, 8, 9), torch.randn(4, 3, 3)
+    sub.exec(COUNT_CONV_SOURCE, _grader_xb=xb, _grader_k=kernels)
+    n_conv = sub.eval("_grader_n_conv")
+    expect(n_conv == 1, f"{fmt_call('edge_features', xb, kernels)} ran {n_conv} convolutions; "
+                        "expected exactly one F.conv2d call for the whole batch and all the kernels")
+    expect_tensor(sub.eval("_grader_out"), ref.edge_features(xb, kernels),
+                  what=fmt_call("edge_features", xb, kernels))

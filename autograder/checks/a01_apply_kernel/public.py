@@ -1,0 +1,255 @@
+"""Public checks of 01_apply_kernel: students run them in the notebook's test cells.
+
+The oracles are literal values and PyTorch's own F.conv2d / F.conv1d.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from autograder.api import (
+    check,
+    expect,
+    expect_close,
+    expect_raises,
+    expect_tensor,
+    fmt_call,
+)
+from autograder.checks.a01_apply_kernel.common import (
+    SENTENCE_SCORES,
+    kernel_tensor,
+    out_size,
+)
+
+# ---------------------------------------------------------------------------------------------
+# The four edge kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def _expect_kernel(sub, name):
+    expect(sub.has(name), f"`{name}` is not defined: type it in the `edge_kernels` cell and run that cell.")
+    got = sub.eval(name)
+    expect_tensor(got, kernel_tensor(name), what=name, atol=0, rtol=0, show_values=True)
+
+
+@check(cell="test_edge_kernels", points=1, kind="numerical",
+       hint="top_edge = [[-1,-1,-1],[0,0,0],[1,1,1]] as a float32 tensor (torch.tensor(..., dtype=torch.float32)).")
+def test_top_edge_values(sub):
+    _expect_kernel(sub, "top_edge")
+
+
+@check(cell="test_edge_kernels", points=1, kind="numerical",
+       hint="left_edge = [[-1,1,0],[-1,1,0],[-1,1,0]] (fastbook's values, not top_edge transposed).")
+def test_left_edge_values(sub):
+    _expect_kernel(sub, "left_edge")
+
+
+@check(cell="test_edge_kernels", points=1, kind="numerical",
+       hint="diag1_edge = [[0,-1,1],[-1,1,0],[1,0,0]] as a float32 tensor.")
+def test_diag1_edge_values(sub):
+    _expect_kernel(sub, "diag1_edge")
+
+
+@check(cell="test_edge_kernels", points=1, kind="numerical",
+       hint="diag2_edge = [[1,-1,0],[0,1,-1],[0,0,1]] as a float32 tensor.")
+def test_diag2_edge_values(sub):
+    _expect_kernel(sub, "diag2_edge")
+
+
+# ---------------------------------------------------------------------------------------------
+# apply_kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def _patch_sum(img, row, col, kernel):
+    r = kernel.shape[0] // 2
+    return float((img[row - r:row + r + 1, col - r:col + r + 1] * kernel).sum())
+
+
+@check(cell="test_apply_kernel", points=2, kind="numerical",
+       hint="Take img[row-1:row+2, col-1:col+2] (the patch CENTRED at (row, col)), multiply it element-wise "
+            "with the kernel (not flipped) and sum.")
+def test_apply_kernel_3x3_patches(sub):
+    img = torch.randn(6, 8)
+    kernel = torch.randn(3, 3)  # not symmetric: a flipped kernel gives different numbers
+    for row, col in [(1, 1), (2, 5), (4, 6), (3, 2)]:
+        what = fmt_call("apply_kernel", img, row, col, kernel)
+        expect_close(sub.apply_kernel(img, row, col, kernel), _patch_sum(img, row, col, kernel),
+                     what=what, atol=1e-5, rtol=1e-5)
+
+
+@check(cell="test_apply_kernel", points=1, kind="numerical",
+       hint="For a k x k kernel the patch reaches k // 2 pixels on each side of the centre.")
+def test_apply_kernel_5x5_kernel(sub):
+    img = torch.randn(7, 9)
+    kernel = torch.randn(5, 5)
+    for row, col in [(2, 2), (3, 5), (4, 6)]:
+        what = fmt_call("apply_kernel", img, row, col, kernel)
+        expect_close(sub.apply_kernel(img, row, col, kernel), _patch_sum(img, row, col, kernel),
+                     what=what, atol=1e-5, rtol=1e-5)
+
+
+@check(cell="test_apply_kernel", points=1, kind="shape",
+       hint="(patch * kernel).sum() is already a 0-d tensor: return it as it is (no .item(), no reshape).")
+def test_apply_kernel_returns_0d_tensor(sub):
+    img, kernel = torch.rand(5, 5), kernel_tensor("top_edge")
+    got = sub.apply_kernel(img, 2, 2, kernel)
+    what = fmt_call("apply_kernel", img, 2, 2, kernel)
+    expect(type(got) is torch.Tensor, f"{what}: expected a 0-d torch.Tensor, got {type(got).__name__}")
+    expect(tuple(got.shape) == (), f"{what}: expected a 0-d tensor (shape ()), got shape {tuple(got.shape)}")
+    expect(got.dtype == torch.float32, f"{what}: expected dtype float32 (the image's), got {got.dtype}")
+
+
+@check(cell="test_apply_kernel", points=1, kind="error",
+       hint="An even kernel (2x2, 4x4) has no centre pixel: raise ValueError before indexing.")
+def test_apply_kernel_rejects_even_kernel(sub):
+    img = torch.rand(8, 8)
+    for k in (2, 4):
+        kernel = torch.ones(k, k)
+        expect_raises(lambda kernel=kernel: sub.apply_kernel(img, 4, 4, kernel), "ValueError",
+                      what=fmt_call("apply_kernel", img, 4, 4, kernel))
+
+
+@check(cell="test_apply_kernel", points=1, kind="error",
+       hint="A 3x3 patch centred at (0, 0) would need row -1 and column -1: raise ValueError.")
+def test_apply_kernel_rejects_patch_outside_image(sub):
+    img = torch.rand(6, 7)
+    kernel = kernel_tensor("top_edge")
+    for row, col in [(0, 0), (0, 3), (3, 0)]:
+        expect_raises(lambda row=row, col=col: sub.apply_kernel(img, row, col, kernel), "ValueError",
+                      what=fmt_call("apply_kernel", img, row, col, kernel))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d_loops
+# ---------------------------------------------------------------------------------------------
+
+NO_BUILTINS = ["conv", "unfold"]
+
+
+def _conv2d_builtin(img, kernel, padding=0, stride=1):
+    return F.conv2d(img[None, None], kernel[None, None], padding=padding, stride=stride)[0, 0]
+
+
+def _expect_conv2d(sub, img, kernel, padding=0, stride=1):
+    kwargs = {}
+    if padding:
+        kwargs["padding"] = padding
+    if stride != 1:
+        kwargs["stride"] = stride
+    what = fmt_call("conv2d_loops", img, kernel, **kwargs)
+    got = sub.call("conv2d_loops", img, kernel, forbid=NO_BUILTINS, **kwargs)
+    expect_tensor(got, _conv2d_builtin(img, kernel, padding, stride), what=what)
+
+
+@check(cell="test_conv2d_loops", points=2, kind="numerical",
+       hint="out[i, j] = (img[i:i+kh, j:j+kw] * kernel).sum() for every i, j where the window fits.")
+def test_conv2d_loops_matches_conv2d(sub):
+    _expect_conv2d(sub, torch.randn(6, 8), torch.randn(3, 3))
+
+
+@check(cell="test_conv2d_loops", points=1, kind="numerical",
+       hint="Use kh (the kernel's number of rows) along the image's height and kw along its width.")
+def test_conv2d_loops_non_square_kernel(sub):
+    _expect_conv2d(sub, torch.randn(7, 6), torch.randn(2, 4))
+    _expect_conv2d(sub, torch.randn(5, 9), torch.randn(4, 1))
+
+
+@check(cell="test_conv2d_loops", points=1, kind="numerical",
+       hint="Padding adds `padding` rows of zeros at the top AND the bottom, and columns on the left AND right.")
+def test_conv2d_loops_padding(sub):
+    _expect_conv2d(sub, torch.randn(5, 7), torch.randn(3, 3), padding=1)
+    _expect_conv2d(sub, torch.randn(6, 4), torch.randn(3, 2), padding=2)
+
+
+@check(cell="test_conv2d_loops", points=1, kind="numerical",
+       hint="With stride s, output position (i, j) reads the window starting at (i*s, j*s).")
+def test_conv2d_loops_stride(sub):
+    _expect_conv2d(sub, torch.randn(9, 8), torch.randn(3, 3), stride=2)
+    _expect_conv2d(sub, torch.randn(10, 11), torch.randn(2, 3), stride=3)
+
+
+@check(cell="test_conv2d_loops", points=1, kind="shape",
+       hint="Output shape: ((H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1). Don't forget the + 1.")
+def test_conv2d_loops_output_shape(sub):
+    for (h, w), (kh, kw), p, s in [((6, 8), (3, 3), 0, 1), ((7, 5), (2, 4), 1, 1), ((9, 6), (3, 2), 1, 2)]:
+        img, kernel = torch.randn(h, w), torch.randn(kh, kw)
+        got = sub.call("conv2d_loops", img, kernel, padding=p, stride=s, forbid=NO_BUILTINS)
+        what = fmt_call("conv2d_loops", img, kernel, padding=p, stride=s)
+        expect(type(got) is torch.Tensor, f"{what}: expected a torch.Tensor, got {type(got).__name__}")
+        expected = (out_size(h, kh, p, s), out_size(w, kw, p, s))
+        expect(tuple(got.shape) == expected, f"{what}: expected shape {expected}, got {tuple(got.shape)}")
+
+
+@check(cell="test_conv2d_loops", points=1, kind="error",
+       hint="Before looping, raise ValueError if kh > H + 2*padding or kw > W + 2*padding.")
+def test_conv2d_loops_rejects_kernel_larger_than_image(sub):
+    img, kernel = torch.randn(4, 4), torch.randn(5, 5)
+    expect_raises(lambda: sub.call("conv2d_loops", img, kernel, forbid=NO_BUILTINS), "ValueError",
+                  what=fmt_call("conv2d_loops", img, kernel))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv1d_loops
+# ---------------------------------------------------------------------------------------------
+
+
+@check(cell="test_conv1d_loops", points=2, kind="numerical",
+       hint="out[i] = sum over j of x[i + j] * weight[j] (no flip), for i = 0 .. L - k.")
+def test_conv1d_loops_sentence(sub):
+    x = torch.tensor(SENTENCE_SCORES)
+    weight = torch.tensor([-1.0, 0.0, 1.0])
+    expected = torch.tensor([0.0, -1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 2.0])
+    got = sub.call("conv1d_loops", x, weight, forbid=["conv"])
+    expect_tensor(got, expected, what=fmt_call("conv1d_loops", x, weight), show_values=True)
+
+
+@check(cell="test_conv1d_loops", points=1, kind="numerical",
+       hint="nn.Conv1d adds its bias (shape (1,)) to every output position.")
+def test_conv1d_loops_matches_conv1d_with_bias(sub):
+    conv = torch.nn.Conv1d(1, 1, 3)
+    x = torch.randn(10)
+    weight, bias = conv.weight.detach()[0, 0].clone(), conv.bias.detach().clone()
+    with torch.no_grad():
+        expected = conv(x[None, None])[0, 0]
+    got = sub.call("conv1d_loops", x, weight, bias, forbid=["conv"])
+    expect_tensor(got, expected, what=fmt_call("conv1d_loops", x, weight, bias) + " against nn.Conv1d(1, 1, 3)")
+
+
+@check(cell="test_conv1d_loops", points=1, kind="numerical",
+       hint="Pad `padding` zeros at both ends, then step the window start by `stride`: "
+            "the output has (L + 2p - k) // s + 1 entries.")
+def test_conv1d_loops_stride_and_padding(sub):
+    conv = torch.nn.Conv1d(1, 1, 4, stride=2, padding=1, bias=False)
+    x = torch.randn(11)
+    weight = conv.weight.detach()[0, 0].clone()
+    with torch.no_grad():
+        expected = conv(x[None, None])[0, 0]
+    got = sub.call("conv1d_loops", x, weight, stride=2, padding=1, forbid=["conv"])
+    expect_tensor(got, expected, what=fmt_call("conv1d_loops", x, weight, stride=2, padding=1)
+                  + " against nn.Conv1d(1, 1, 4, stride=2, padding=1, bias=False)")
+
+
+# ---------------------------------------------------------------------------------------------
+# edge_features
+# ---------------------------------------------------------------------------------------------
+
+
+@check(cell="test_edge_features", points=1, kind="shape",
+       hint="F.conv2d wants weight of shape (out_channels, in_channels, kh, kw): kernels[:, None] is (K, 1, kh, kw).")
+def test_edge_features_shape(sub):
+    xb, kernels = torch.rand(3, 1, 10, 12), torch.randn(4, 3, 3)
+    got = sub.edge_features(xb, kernels)
+    what = fmt_call("edge_features", xb, kernels)
+    expect(type(got) is torch.Tensor, f"{what}: expected a torch.Tensor, got {type(got).__name__}")
+    expect(tuple(got.shape) == (3, 4, 8, 10),
+           f"{what}: expected shape (N, K, H-kh+1, W-kw+1) = (3, 4, 8, 10), got {tuple(got.shape)}")
+
+
+@check(cell="test_edge_features", points=2, kind="numerical",
+       hint="One F.conv2d call with the kernels given an input-channel axis, (K, 1, kh, kw); "
+            "no padding, stride 1, no flipping.")
+def test_edge_features_matches_conv2d(sub):
+    xb, kernels = torch.rand(2, 1, 9, 7), torch.randn(3, 2, 4)
+    expect_tensor(sub.edge_features(xb, kernels), F.conv2d(xb, kernels[:, None]),
+                  what=fmt_call("edge_features", xb, kernels))
+

@@ -1,0 +1,420 @@
+"""Public checks of 02_conv_arithmetic: the oracle is always PyTorch itself or a hand count.
+
+Sizes are compared with what a real ``nn.Conv2d`` produces on a zero image, parameter counts
+with a real ``nn.Conv2d``'s parameters, multiplications with a measurement on an all-ones
+``nn.Conv2d`` (each multiplication adds 1 to the output), receptive fields with an autograd
+measurement, feature-map shapes with a layer-by-layer forward pass.
+The property-based checks try many argument combinations and report the smallest one that fails.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from autograder.api import StudentError, check, expect, expect_raises, fmt_call
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location("_a02_conv_arithmetic_common", Path(__file__).with_name("common.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+C = _common()
+
+
+# -- conv_out_size ---------------------------------------------------------------------------------
+
+def _compare_out_size(sub, case_h, case_w):
+    """conv_out_size for each of the two dimensions against a real nn.Conv2d on a (1, 1, H, W) image."""
+    (h, kh, sh, ph, dh), (w, kw, sw, pw, dw) = case_h, case_w
+    expected = C.conv2d_out_hw(h, w, (kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
+    assert expected is not None, (case_h, case_w)
+    for (n, k, s, p, d), want, axis in ((case_h, expected[0], "height"), (case_w, expected[1], "width")):
+        what = fmt_call("conv_out_size", n, k, stride=s, padding=p, dilation=d)
+        got = C.call(sub, "conv_out_size", n, k, stride=s, padding=p, dilation=d)
+        C.expect_value(got, want, f"{what} (the {axis} of nn.Conv2d's output)")
+
+
+@check(cell="test_conv_out_size", points=1, kind="shape",
+       hint="A window of size k fits in n - k + 1 places: do not forget the + 1.")
+def test_conv_out_size_no_padding_matches_conv2d(sub):
+    @C.prop(40)
+    @given(C.fitting_cases(max_s=1, max_p=0), C.fitting_cases(max_s=1, max_p=0))
+    @example((5, 3, 1, 0, 1), (7, 2, 1, 0, 1))
+    def prop(case_h, case_w):
+        _compare_out_size(sub, case_h, case_w)
+
+    prop()
+
+
+@check(cell="test_conv_out_size", points=1, kind="shape",
+       hint="Padding adds p pixels on BOTH sides; a stride s keeps floor((n + 2p - k) / s) + 1 windows "
+            "(round down: a window that would stick out is dropped).")
+def test_conv_out_size_padding_and_stride_match_conv2d(sub):
+    @C.prop(50)
+    @given(C.fitting_cases(max_s=4, max_p=3), C.fitting_cases(max_s=4, max_p=3))
+    @example((28, 3, 2, 1, 1), (7, 3, 2, 1, 1))
+    @example((6, 3, 2, 0, 1), (9, 2, 3, 2, 1))
+    def prop(case_h, case_w):
+        _compare_out_size(sub, case_h, case_w)
+
+    prop()
+
+
+@check(cell="test_conv_out_size", points=1, kind="shape",
+       hint="A kernel of size k with dilation d spans d * (k - 1) + 1 input pixels.")
+def test_conv_out_size_dilation_matches_conv2d(sub):
+    @C.prop(40)
+    @given(C.fitting_cases(max_s=3, max_p=3, max_d=4), C.fitting_cases(max_s=3, max_p=3, max_d=4))
+    @example((10, 3, 1, 0, 2), (12, 3, 2, 2, 3))
+    def prop(case_h, case_w):
+        _compare_out_size(sub, case_h, case_w)
+
+    prop()
+
+
+@check(cell="test_conv_out_size", points=0.5, kind="behaviour",
+       hint="Use integer division //, not / (which gives a float).")
+def test_conv_out_size_returns_int(sub):
+    for args, kwargs in (((28, 3), {"stride": 2, "padding": 1}), ((9, 3), {}), ((10, 3), {"dilation": 2})):
+        C.expect_int(C.call(sub, "conv_out_size", *args, **kwargs), fmt_call("conv_out_size", *args, **kwargs))
+
+
+@check(cell="test_conv_out_size", points=1, kind="error",
+       hint="Check kernel_size >= 1, stride >= 1, padding >= 0 and dilation >= 1 before computing.")
+def test_conv_out_size_rejects_invalid_arguments(sub):
+    bad = [((10, 0), {}), ((10, -3), {}), ((10, 3), {"stride": 0}), ((10, 3), {"stride": -1}),
+           ((10, 3), {"padding": -1}), ((10, 3), {"dilation": 0})]
+    for args, kwargs in bad:
+        expect_raises(lambda a=args, k=kwargs: sub.conv_out_size(*a, **k), "ValueError",
+                      what=fmt_call("conv_out_size", *args, **kwargs))
+
+
+@check(cell="test_conv_out_size", points=1, kind="error",
+       hint="When the (dilated) kernel is larger than the padded input there is no output: raise ValueError. "
+            "Careful: int(-0.5) is 0 but -1 // 2 is -1.")
+def test_conv_out_size_rejects_kernel_larger_than_padded_input(sub):
+    @C.prop(40)
+    @given(C.too_small_cases())
+    @example((4, 5, 2, 0, 1))
+    @example((2, 3, 1, 0, 1))
+    @example((5, 3, 3, 0, 3))
+    def prop(case):
+        n, k, s, p, d = case
+        assert C.conv2d_out_hw(n, n, k, stride=s, padding=p, dilation=d) is None, case  # PyTorch refuses too
+        expect_raises(lambda: sub.conv_out_size(n, k, stride=s, padding=p, dilation=d), "ValueError",
+                      what=fmt_call("conv_out_size", n, k, stride=s, padding=p, dilation=d)
+                      + " (nn.Conv2d has no output here)")
+
+    prop()
+
+
+# -- same_padding ----------------------------------------------------------------------------------
+
+def _expect_same_size(sub, k, d):
+    what = fmt_call("same_padding", k, dilation=d)
+    p = C.call(sub, "same_padding", k, dilation=d)
+    expect(type(p) is int and p >= 0, f"{what}: expected a non-negative Python int, got {p!r}")
+    h, w = 2 * d * (k - 1) + 3, 2 * d * (k - 1) + 8  # non-square, larger than the kernel
+    got = C.conv2d_out_hw(h, w, k, padding=p, dilation=d)
+    expect(got == (h, w), f"{what} returned {p}, but nn.Conv2d({k}, padding={p}, dilation={d}) turns a "
+                          f"{h}x{w} image into {'no output' if got is None else f'{got[0]}x{got[1]}'}, "
+                          f"not {h}x{w}")
+
+
+@check(cell="test_same_padding", points=1, kind="shape",
+       hint="At stride 1 the output has n + 2p - (k - 1) pixels: solve for p.")
+def test_same_padding_keeps_size_odd_kernels(sub):
+    for k in (1, 3, 5, 7, 9, 11):
+        _expect_same_size(sub, k, 1)
+
+
+@check(cell="test_same_padding", points=1, kind="shape",
+       hint="With dilation d the kernel spans d * (k - 1) + 1 pixels; pad half of d * (k - 1) on each side.")
+def test_same_padding_keeps_size_with_dilation(sub):
+    @C.prop(40)
+    @given(st.integers(1, 9), st.integers(1, 5))
+    @example(3, 2)
+    @example(2, 2)
+    @example(4, 4)
+    def prop(k, d):
+        if (d * (k - 1)) % 2 == 1:  # even effective kernel: no symmetric padding exists
+            return
+        _expect_same_size(sub, k, d)
+
+    prop()
+
+
+@check(cell="test_same_padding", points=1, kind="error",
+       hint="An even effective kernel (d * (k - 1) + 1 even) cannot be centred: raise ValueError. "
+            "Note that k = 2 with dilation 2 spans 3 pixels, which is odd.")
+def test_same_padding_rejects_even_effective_kernel(sub):
+    @C.prop(30)
+    @given(st.integers(1, 10), st.integers(1, 5))
+    @example(2, 1)
+    @example(4, 1)
+    @example(2, 3)
+    def prop(k, d):
+        if (d * (k - 1)) % 2 == 0:
+            return
+        expect_raises(lambda: sub.same_padding(k, dilation=d), "ValueError",
+                      what=fmt_call("same_padding", k, dilation=d) + f" (the kernel spans {d * (k - 1) + 1} pixels)")
+
+    prop()
+
+
+# -- conv_params -----------------------------------------------------------------------------------
+
+def _compare_params(sub, cin, cout, kernel_size, **kwargs):
+    what = fmt_call("conv_params", cin, cout, kernel_size, **kwargs)
+    expected = C.conv2d_param_count(cin, cout, kernel_size, **kwargs)
+    C.expect_value(C.call(sub, "conv_params", cin, cout, kernel_size, **kwargs), expected,
+                   f"{what} (what nn.Conv2d({cin}, {cout}, {kernel_size!r}"
+                   + "".join(f", {k}={v!r}" for k, v in kwargs.items()) + ") has)")
+
+
+@check(cell="test_conv_params", points=1, kind="numerical",
+       hint="Weights: out_channels x in_channels x k x k, plus one bias per output channel.")
+def test_conv_params_square_kernel_with_bias(sub):
+    @C.prop(40)
+    @given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 7))
+    @example(8, 16, 3)
+    def prop(cin, cout, k):
+        _compare_params(sub, cin, cout, k)
+
+    prop()
+
+
+@check(cell="test_conv_params", points=1, kind="numerical", hint="bias=False: no bias vector at all.")
+def test_conv_params_without_bias(sub):
+    @C.prop(30)
+    @given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 7))
+    @example(3, 64, 7)
+    def prop(cin, cout, k):
+        _compare_params(sub, cin, cout, k, bias=False)
+
+    prop()
+
+
+@check(cell="test_conv_params", points=1, kind="numerical",
+       hint="kernel_size=(kh, kw) means kh * kw weights per channel pair, not kh * kh.")
+def test_conv_params_rectangular_kernel(sub):
+    @C.prop(40)
+    @given(st.integers(1, 32), st.integers(1, 32), st.integers(1, 7), st.integers(1, 7), st.booleans())
+    @example(3, 8, 1, 5, True)
+    @example(4, 2, 3, 1, False)
+    def prop(cin, cout, kh, kw, bias):
+        _compare_params(sub, cin, cout, (kh, kw), bias=bias)
+
+    prop()
+
+
+@check(cell="test_conv_params", points=1, kind="numerical",
+       hint="With groups=g each filter only sees in_channels / g input channels; there are still out_channels filters.")
+def test_conv_params_groups(sub):
+    @C.prop(40)
+    @given(st.integers(1, 8), st.integers(1, 6), st.integers(1, 6), st.integers(1, 5), st.booleans())
+    @example(4, 8, 1, 3, True)
+    def prop(g, in_per_group, out_per_group, k, bias):
+        _compare_params(sub, g * in_per_group, g * out_per_group, k, bias=bias, groups=g)
+
+    prop()
+    _compare_params(sub, 32, 32, 3, groups=32)  # depthwise convolution
+    _compare_params(sub, 12, 18, (3, 5), bias=False, groups=3)
+
+
+@check(cell="test_conv_params", points=0.5, kind="error",
+       hint="nn.Conv2d raises ValueError when groups does not divide in_channels and out_channels; do the same.")
+def test_conv_params_rejects_groups_not_dividing_channels(sub):
+    for cin, cout, g in ((3, 4, 2), (4, 6, 4), (6, 4, 4)):
+        try:
+            C.conv2d_param_count(cin, cout, 3, groups=g)
+            raise AssertionError("nn.Conv2d accepted it")  # a bug in this check, not the student's
+        except ValueError:
+            pass
+        expect_raises(lambda a=cin, b=cout, c=g: sub.conv_params(a, b, 3, groups=c), "ValueError",
+                      what=fmt_call("conv_params", cin, cout, 3, groups=g))
+
+
+# -- conv_mults ------------------------------------------------------------------------------------
+
+@check(cell="test_conv_mults", points=1, kind="numerical",
+       hint="Each output value is a dot product of in_channels * kh * kw numbers; there are "
+            "out_channels * out_h * out_w output values. Biases are additions, not multiplications.")
+def test_conv_mults_hand_counts(sub):
+    cases = [
+        ((8, 16, 3, 7, 7), 7 * 7 * (1168 - 16)),        # fastbook: 1168 parameters, 16 of them biases
+        ((4, 8, 3, 14, 14), 14 * 14 * (296 - 8)),       # fastbook: 296 parameters, 8 of them biases
+        ((1, 1, 3, 26, 26), 26 * 26 * 9),               # one 3x3 kernel over a 28x28 image, no padding
+        ((3, 64, 11, 55, 55), 55 * 55 * 64 * 3 * 121),  # AlexNet's first layer
+    ]
+    for args, expected in cases:
+        C.expect_value(C.call(sub, "conv_mults", *args), expected, fmt_call("conv_mults", *args))
+
+
+@check(cell="test_conv_mults", points=1, kind="numerical",
+       hint="Count only multiplications, one per weight per output position: not the additions, not the bias.")
+def test_conv_mults_matches_measurement(sub):
+    @C.prop(30)
+    @given(st.integers(1, 8), st.integers(1, 8), st.integers(1, 5), st.integers(5, 16), st.integers(5, 16),
+           st.integers(1, 3))
+    def prop(cin, cout, k, h, w, s):
+        mults, oh, ow = C.conv2d_mults_and_out(cin, cout, k, h, w, stride=s)
+        C.expect_value(C.call(sub, "conv_mults", cin, cout, k, oh, ow), mults,
+                       fmt_call("conv_mults", cin, cout, k, oh, ow)
+                       + f" (measured on nn.Conv2d({cin}, {cout}, {k}, stride={s}) and a {h}x{w} image)")
+
+    prop()
+
+
+@check(cell="test_conv_mults", points=1, kind="numerical",
+       hint="kernel_size=(kh, kw) means kh * kw multiplications per input channel, not kh * kh.")
+def test_conv_mults_rectangular_kernel(sub):
+    @C.prop(30)
+    @given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5), st.integers(1, 5),
+           st.integers(6, 14), st.integers(6, 14))
+    @example(2, 3, 1, 5, 8, 12)
+    def prop(cin, cout, kh, kw, h, w):
+        mults, oh, ow = C.conv2d_mults_and_out(cin, cout, (kh, kw), h, w)
+        C.expect_value(C.call(sub, "conv_mults", cin, cout, (kh, kw), oh, ow), mults,
+                       fmt_call("conv_mults", cin, cout, (kh, kw), oh, ow))
+
+    prop()
+
+
+# -- receptive_field -------------------------------------------------------------------------------
+
+@check(cell="test_receptive_field", points=1, kind="numerical",
+       hint="Each layer adds (k - 1) times the product of the strides of the layers BEFORE it.")
+def test_receptive_field_small_examples(sub):
+    cases = [
+        ([], 1),                                # no layer: a unit sees itself
+        ([(3, 1)], 3),
+        ([(3, 1), (3, 1)], 5),                  # two stride-1 3x3 convs
+        ([(3, 2), (3, 2)], 7),                  # fastbook: two stride-2 3x3 convs
+        ([(5, 2), (3, 2), (3, 2)], 17),
+        ([(2, 2), (2, 2), (2, 2)], 8),          # non-overlapping 2x2 windows tile the input
+    ]
+    for layers, expected in cases:
+        C.expect_value(C.call(sub, "receptive_field", layers), expected, fmt_call("receptive_field", layers))
+
+
+@check(cell="test_receptive_field", points=2, kind="numerical",
+       hint="The receptive field grows by (k - 1) * jump, where jump (the product of the earlier strides) "
+            "is the distance in input pixels between neighbouring units of the current layer.")
+def test_receptive_field_matches_gradient_measurement(sub):
+    layer = st.tuples(st.integers(1, 5), st.integers(1, 2))
+
+    @C.prop(30)
+    @given(st.lists(layer, min_size=1, max_size=4))
+    @example([(3, 2), (3, 1)])
+    @example([(3, 1), (3, 2), (5, 1)])
+    def prop(layers):
+        expected = C.measured_receptive_field(layers)
+        C.expect_value(C.call(sub, "receptive_field", layers), expected,
+                       fmt_call("receptive_field", layers) + " (measured with autograd on all-ones convs)")
+
+    prop()
+
+
+# -- feature_map_shapes ----------------------------------------------------------------------------
+
+def _expect_shapes(got, expected, what):
+    """The shapes must match (tuples or lists alike: the types have their own check)."""
+    expect(isinstance(got, list | tuple), f"{what}: expected a list, got {type(got).__name__}")
+    expect(len(got) == len(expected), f"{what}: expected {len(expected)} shapes (one per top-level child), "
+                                      f"got {len(got)}: {got!r}"[:400])
+    for i, (g, e) in enumerate(zip(got, expected)):
+        same = isinstance(g, tuple | list) and tuple(g) == e
+        expect(same, f"{what}: after top-level child {i} expected {e}, got {g!r}"
+                     + (" (leave out the batch dimension)" if isinstance(g, tuple | list) and tuple(g)[1:] == e else ""))
+
+
+@check(cell="test_feature_map_shapes", points=1, kind="shape",
+       hint="One (C, H, W) tuple per top-level child, without the batch dimension; (F,) after nn.Flatten.")
+def test_feature_map_shapes_simple_cnn(sub):
+    model = C.build_in(sub, "simple_cnn")
+    got = C.call(sub, "feature_map_shapes", model, (1, 28, 28), what="feature_map_shapes(simple_cnn, (1, 28, 28))")
+    expected = [(8, 14, 14), (16, 7, 7), (32, 4, 4), (64, 2, 2), (10, 1, 1), (10,)]
+    _expect_shapes(got, expected, "feature_map_shapes(simple_cnn, (1, 28, 28))")
+
+
+@check(cell="test_feature_map_shapes", points=1, kind="shape",
+       hint="Register the hook on every top-level child (model.children()), not on model.modules().")
+def test_feature_map_shapes_matches_layer_by_layer_run(sub):
+    model = C.build_in(sub, "mixed")  # Conv2d (3x5) > BatchNorm2d > ReLU > MaxPool2d > dilated Conv2d > ... > Linear
+    oracle = C.build_here("mixed")
+    for shape in ((3, 20, 30), (3, 17, 23), (3, 40, 26)):
+        expected = C.shapes_layer_by_layer(oracle, shape)
+        what = f"feature_map_shapes(model, {shape})"
+        _expect_shapes(C.call(sub, "feature_map_shapes", model, shape, what=what), expected, what)
+
+
+@check(cell="test_feature_map_shapes", points=0.5, kind="behaviour",
+       hint="Return a list of tuples of Python ints: tuple(output.shape[1:]) works (torch.Size is a tuple).")
+def test_feature_map_shapes_returns_list_of_int_tuples(sub):
+    model = C.build_in(sub, "simple_cnn")
+    what = "feature_map_shapes(simple_cnn, (1, 28, 28))"
+    got = C.call(sub, "feature_map_shapes", model, (1, 28, 28), what=what)
+    expect(type(got) is list, f"{what}: expected a list, got {type(got).__name__}")
+    for item in got:
+        expect(type(item) is tuple and all(type(v) is int for v in item),
+               f"{what}: every item must be a tuple of ints, got {item!r} ({type(item).__name__})")
+
+
+def _hook_counts(model):
+    d = model.describe()
+    return d["n_forward_hooks"], d["n_forward_pre_hooks"]
+
+
+@check(cell="test_feature_map_shapes", points=1, kind="behaviour",
+       hint="register_forward_hook returns a handle: keep them all and call .remove() on each at the end.")
+def test_feature_map_shapes_removes_its_hooks(sub):
+    for name, shape in (("simple_cnn", (1, 28, 28)), ("mixed", (3, 20, 30))):
+        model = C.build_in(sub, name)
+        for _ in range(2):
+            C.call(sub, "feature_map_shapes", model, shape, what=f"feature_map_shapes({name} model, {shape})")
+        fwd, pre = _hook_counts(model)
+        expect(fwd == 0 and pre == 0, f"after two calls of feature_map_shapes on the {name} model, it still has "
+                                      f"{fwd} forward hook(s) and {pre} forward pre-hook(s) registered; remove them")
+
+
+@check(cell="test_feature_map_shapes", points=1, kind="behaviour",
+       hint="Remove the hooks in a finally: block, so they go away even when the forward pass raises.")
+def test_feature_map_shapes_removes_hooks_when_forward_fails(sub):
+    model = C.build_in(sub, "fails_small")
+    C.call(sub, "feature_map_shapes", model, (1, 20, 20), what="feature_map_shapes(model, (1, 20, 20))")  # must work
+    try:
+        sub.feature_map_shapes(model, (1, 6, 6))  # the second 5x5 conv meets a 2x2 map: PyTorch raises
+    except StudentError:
+        pass
+    fwd, pre = _hook_counts(model)
+    expect(fwd == 0 and pre == 0, f"after feature_map_shapes(model, (1, 6, 6)) raised (the input is too small for "
+                                  f"the model), {fwd} forward hook(s) and {pre} pre-hook(s) were left registered")
+
+
+@check(cell="test_feature_map_shapes", points=1, kind="behaviour",
+       hint="Run the dummy batch in eval mode under torch.no_grad(), then put back the training flag you found.")
+def test_feature_map_shapes_leaves_model_unchanged(sub):
+    model = C.build_in(sub, "bn_train")
+    flags_before = C.training_flags(model.describe())
+    state_before = C.state_snapshot(sub, model)
+    got = C.call(sub, "feature_map_shapes", model, (2, 16, 12), what="feature_map_shapes(model, (2, 16, 12))")
+    expect(isinstance(got, list), f"feature_map_shapes returned {type(got).__name__}, not a list")
+    flags_after = C.training_flags(model.describe())
+    expect(flags_after == flags_before, "feature_map_shapes changed the model's training flag "
+                                        f"(model.training was {flags_before[0]}, now {flags_after[0]}): restore it")
+    state_after = C.state_snapshot(sub, model)
+    changed = [i for i, (a, b) in enumerate(zip(state_before, state_after))
+               if not (a.shape == b.shape and torch.equal(a, b))]
+    expect(not changed and len(state_before) == len(state_after),
+           "feature_map_shapes changed the model's parameters or buffers (BatchNorm's running statistics move "
+           "when a batch goes through it in training mode): run the dummy batch in eval mode")
+    sub.exec("__m.eval()", __m=model)
+    C.call(sub, "feature_map_shapes", model, (2, 16, 12), what="feature_map_shapes(eval-mode model, (2, 16, 12))")
+    expect(model.describe()["training"] is False, "feature_map_shapes put an eval-mode model into training mode")

@@ -1,0 +1,82 @@
+"""Shared, non-secret helpers of the 03_unfold checks: comparisons that explain the usual mistakes."""
+
+from __future__ import annotations
+
+import torch
+
+from autograder.api import CheckFailure, expect_tensor
+
+
+def pair(kernel_size) -> tuple[int, int]:
+    return (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+
+
+def out_hw(h: int, w: int, kernel_size, padding: int = 0, stride: int = 1) -> tuple[int, int]:
+    kh, kw = pair(kernel_size)
+    return (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+
+
+def _im2col_diagnosis(got, expected: torch.Tensor, x_shape, kernel_size, padding, stride) -> str:
+    """A sentence naming the mistake when ``got`` is ``expected`` with rows or columns in another order."""
+    if type(got) is not torch.Tensor or got.shape != expected.shape or got.dtype != expected.dtype:
+        if type(got) is torch.Tensor and got.dim() == 3 and got.shape[:2] == expected.shape[:2]:
+            oh, ow = out_hw(x_shape[2], x_shape[3], kernel_size, padding, stride)
+            return (f"Your number of columns is {got.shape[2]}, expected h_out * w_out = {oh} * {ow} = {oh * ow}: "
+                    f"h_out = (H + 2*padding - kh) // stride + 1, and the same for w_out with W and kw.")
+        return ""
+    n, rows, length = expected.shape
+    c = x_shape[1]
+    kh, kw = pair(kernel_size)
+    oh, ow = out_hw(x_shape[2], x_shape[3], kernel_size, padding, stride)
+    e = expected.reshape(n, c, kh, kw, length)
+    variants = [
+        (e.permute(0, 2, 3, 1, 4).reshape(n, rows, length),
+         "Your rows hold the right numbers in the wrong order: (kernel row, kernel column, channel). "
+         "F.unfold puts the channel first: row = c*kh*kw + a*kw + b, the order in which "
+         "weight.reshape(F, -1) flattens a (F, C, kh, kw) weight."),
+        (e.permute(0, 1, 3, 2, 4).reshape(n, rows, length),
+         "Within each channel your rows run down the kernel's columns first; F.unfold reads the kernel "
+         "row by row: row = c*kh*kw + a*kw + b."),
+        (expected.reshape(n, rows, oh, ow).transpose(2, 3).reshape(n, rows, length),
+         "Your columns run down the output columns first (H and W swapped?); F.unfold numbers the patches "
+         "row by row: column = i*w_out + j."),
+    ]
+    for variant, message in variants:
+        if not torch.equal(variant, expected) and torch.allclose(got, variant, atol=1e-5, rtol=1e-4):
+            return message
+    return ""
+
+
+def expect_im2col(got, expected: torch.Tensor, *, what: str, x_shape, kernel_size, padding=0, stride=1,
+                  show_values: bool = False) -> None:
+    """expect_tensor, plus a diagnosis of a wrong row or column order or a wrong number of columns."""
+    try:
+        expect_tensor(got, expected, what=what, show_values=show_values)
+    except CheckFailure as exc:
+        diagnosis = _im2col_diagnosis(got, expected, tuple(x_shape), kernel_size, padding, stride)
+        if diagnosis:
+            raise CheckFailure(f"{exc}\n{diagnosis}") from None
+        raise
+
+
+# Runs in the submission's process (sub.exec): counts the ATen operations a call dispatches.
+OP_COUNTER_SOURCE = '''
+from torch.utils._python_dispatch import TorchDispatchMode as _GraderDispatchMode03
+
+
+class _GraderOpCounter03(_GraderDispatchMode03):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _grader_count_ops03(fn, *args, **kwargs):
+    counter = _GraderOpCounter03()
+    with counter:
+        fn(*args, **kwargs)
+    return counter.count
+'''

@@ -1,0 +1,405 @@
+"""Grade a whole class: ``python -m autograder grade-class SUBMISSIONS_DIR --jobs N``.
+
+One folder per student (``SUBMISSIONS_DIR/<student>/**/*.ipynb``); nbgrader's
+``submitted/<student>/<assignment>/*.ipynb`` layout is accepted too (pass ``submitted/``
+or the course folder that holds it).  Each submission is graded by
+``python -m autograder grade`` in its own process (and that process runs the student's code
+in the sandbox), so a crash, a hang or a corrupted notebook in one submission never stops
+the others: a submission whose grading fails gets a results entry with a clear message and
+zero points.
+
+Results go to ``OUT/<student>/<assignment>.json`` (Gradescope's format, written atomically,
+with the sha256 of the notebook's bytes in ``extra_data.content_sha256``) and one class table
+``OUT/grades.csv``.  A second run skips every submission whose results exist and whose notebook
+is unchanged (``--force`` regrades everything; failed gradings are always retried).
+
+``--scheduler ADDRESS`` sends the submissions to a ``dask.distributed`` cluster instead:
+each task is :func:`grade_submission`, which receives the notebook's bytes (no shared
+filesystem needed for submissions; the workers need the course and this package).
+
+Exit codes: 0 grading completed (whatever the scores, failed submissions included as zero),
+2 bad usage, 3 grading itself could not run (the cluster cannot be reached, or the grader
+reported that it could not run for some submission: broken reference, sandbox would not start).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from .assignments import REPO_ROOT, Course
+
+EXIT_OK, EXIT_USAGE, EXIT_GRADER = 0, 2, 3
+CSV_NAME = "grades.csv"
+CSV_FIELDS = ["student", "assignment", "score", "max_score", "status"]
+# Beyond the assignment's own total limit, time for the grader's start, the reference and the reports.
+HARD_LIMIT_MARGIN = 300.0
+
+
+@dataclass
+class Job:
+    student: str
+    assignment: str
+    path: Path
+    sha256: str
+    problem: str | None = None    # known before grading (the assignment cannot be identified)
+
+    @property
+    def key(self) -> str:
+        return f"{self.student}/{self.assignment}"
+
+
+# -- one submission (runs locally in a thread, or on a dask worker) ---------------------
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the class grader dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the process group still gets the signals
+        pass
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def error_results(task: dict, message: str, *, kind: str = "submission") -> dict:
+    """A Gradescope results entry for a submission whose grading failed: zero, and why."""
+    return {
+        "score": 0.0,
+        "max_score": 0.0,
+        "execution_time": 0.0,
+        "output": f"Grading failed: {message}",
+        "stdout_visibility": "hidden",
+        "tests": [],
+        "extra_data": {"assignment": task["assignment"], "submission": task["path"], "errors": [message],
+                       "grading_error": message, "grading_error_kind": kind},
+    }
+
+
+def _worker_threads() -> int:
+    """Threads for one submission on a dask worker: its cores shared by its task slots."""
+    try:
+        from distributed import get_worker
+
+        slots = get_worker().state.nthreads
+    except Exception:  # noqa: BLE001 - not on a dask worker
+        slots = 1
+    return max(1, (os.cpu_count() or 1) // max(1, slots))
+
+
+def grade_submission(task: dict) -> dict:
+    """Grade one submission in a fresh ``python -m autograder grade`` process; never raises.
+
+    ``task``: student, assignment, path, sha256, threads (None: decide here), timeout (seconds),
+    problem (grade nothing, record it), env (extra environment, e.g. the course's location) and
+    optionally content (the notebook's bytes, written to a scratch folder: for remote workers).
+    Returns the Gradescope results dict, with student, content_sha256 and class_status
+    ("graded" or "error") added to ``extra_data``.
+    """
+    start = time.monotonic()
+    if task.get("problem"):
+        results = error_results(task, task["problem"])
+    else:
+        results = _grade_in_subprocess(task)
+    extra = results.setdefault("extra_data", {})
+    extra["student"] = task["student"]
+    extra["submission"] = task["path"]
+    extra["content_sha256"] = task["sha256"]
+    extra["class_status"] = "error" if "grading_error" in extra else "graded"
+    extra["wall_seconds"] = round(time.monotonic() - start, 3)
+    return results
+
+
+def _grade_in_subprocess(task: dict) -> dict:
+    scratch = Path(tempfile.mkdtemp(prefix="classgrade-"))
+    try:
+        notebook = Path(task["path"])
+        if task.get("content") is not None:
+            notebook = scratch / "submission" / Path(task["path"]).name
+            notebook.parent.mkdir()
+            notebook.write_bytes(task["content"])
+        out = scratch / "results.json"
+        log = scratch / "grade.log"
+        threads = task.get("threads") or _worker_threads()
+        cmd = [sys.executable, "-m", "autograder", "grade", str(notebook), "--assignment", task["assignment"],
+               "--results", str(out), "--threads", str(threads)]
+        env = {**os.environ, **(task.get("env") or {})}
+        with open(log, "wb") as log_file:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                    cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent)
+            try:
+                rc = proc.wait(timeout=task.get("timeout"))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                return error_results(task, f"grading did not finish within {task['timeout']:g} s and was stopped")
+        if rc == 0:
+            try:
+                results = json.loads(out.read_text())
+                if not isinstance(results, dict) or "score" not in results:
+                    raise ValueError("no score in the results")
+                return results
+            except (OSError, ValueError) as exc:
+                return error_results(task, f"the grader wrote no usable results ({exc})\n{_tail(log)}", kind="grader")
+        if rc == 3:
+            return error_results(task, f"grading itself could not run (not the student's fault)\n{_tail(log)}",
+                                 kind="grader")
+        if rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = str(-rc)
+            return error_results(task, f"the grading process was killed by {name}\n{_tail(log)}")
+        return error_results(task, f"the grading process exited with code {rc}\n{_tail(log)}")
+    except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
+        return error_results(task, f"grading failed: {type(exc).__name__}: {exc}", kind="grader")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- finding the submissions --------------------------------------------------------------
+
+def submissions_root(folder: Path) -> Path:
+    """``folder`` itself, or its ``submitted/`` (nbgrader's course folder)."""
+    nbgrader = folder / "submitted"
+    return nbgrader if nbgrader.is_dir() else folder
+
+
+def find_jobs(folder: Path, course: Course, assignment: str | None = None) -> tuple[list[Job], list[str]]:
+    """One job per (student, assignment); also the warnings about what was left out."""
+    from .notebooks import NotebookError, read_notebook
+
+    root = submissions_root(folder)
+    jobs: dict[tuple[str, str], Job] = {}
+    warnings: list[str] = []
+    for loose in sorted(root.glob("*.ipynb")):
+        warnings.append(f"{loose}: not in a student's folder, left out")
+    students = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for student_dir in students:
+        for nb_path in course.find_notebooks(student_dir):
+            data = nb_path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            try:
+                nb = read_notebook(nb_path)
+            except NotebookError:
+                nb = None          # graded anyway: the engine turns it into a clear zero
+            problem = None
+            try:
+                aid = course.identify(nb_path, nb).id
+            except NotebookError as exc:
+                if assignment is None:
+                    aid, problem = nb_path.stem, str(exc)
+                else:
+                    aid = assignment
+            if assignment is not None and aid != assignment:
+                continue
+            key = (student_dir.name, aid)
+            if key in jobs:
+                warnings.append(f"{nb_path}: a second notebook for {aid} of {student_dir.name}, left out "
+                                f"(grading {jobs[key].path})")
+                continue
+            jobs[key] = Job(student_dir.name, aid, nb_path, digest, problem)
+    return list(jobs.values()), warnings
+
+
+def results_path(out: Path, job: Job) -> Path:
+    return out / job.student / f"{job.assignment}.json"
+
+
+def _existing(out: Path, job: Job) -> dict | None:
+    """The results of an earlier run, if they are for this very notebook and grading succeeded."""
+    try:
+        results = json.loads(results_path(out, job).read_text())
+        extra = results["extra_data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if extra.get("content_sha256") != job.sha256 or extra.get("class_status") != "graded":
+        return None
+    return results
+
+
+def _row(job: Job, results: dict) -> dict:
+    extra = results.get("extra_data") or {}
+    return {"student": job.student, "assignment": job.assignment, "score": f"{float(results.get('score', 0)):g}",
+            "max_score": f"{float(results.get('max_score', 0)):g}", "status": extra.get("class_status", "graded")}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    from .results import write_atomic as write  # imports torch: only when there is something to write
+
+    write(path, text)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: (r["student"], r["assignment"])))
+    write_atomic(path, buf.getvalue())
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def _task(job: Job, course: Course, threads: int | None, with_content: bool) -> dict:
+    try:
+        limit = course.get(job.assignment).settings.total_timeout + HARD_LIMIT_MARGIN
+    except KeyError:
+        limit = 900.0 + HARD_LIMIT_MARGIN
+    env = {k: os.environ[k] for k in ("CNN_COURSE_ROOT", "CNN_COURSE_CHECKS") if os.environ.get(k)}
+    task = {"student": job.student, "assignment": job.assignment, "path": str(job.path), "sha256": job.sha256,
+            "threads": threads, "timeout": limit, "problem": job.problem, "env": env}
+    if with_content:
+        task["content"] = job.path.read_bytes()
+    return task
+
+
+def _failed(job: Job, message: str) -> dict:
+    results = grade_submission({"student": job.student, "assignment": job.assignment, "path": str(job.path),
+                                "sha256": job.sha256, "problem": message})
+    results["extra_data"]["grading_error_kind"] = "grader"
+    return results
+
+
+def _run_local(tasks: list[tuple[Job, dict]], jobs: int):
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(grade_submission, task): job for job, task in tasks}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                yield job, future.result()
+            except Exception as exc:  # noqa: BLE001 - grade_submission should not raise; never lose the class
+                yield job, _failed(job, f"grading failed: {type(exc).__name__}: {exc}")
+
+
+def _run_dask(tasks: list[tuple[Job, dict]], client):
+    from distributed import as_completed as dask_as_completed
+
+    futures = {}
+    for job, task in tasks:
+        future = client.submit(grade_submission, task, key=f"grade-{job.student}-{job.assignment}-{job.sha256[:12]}",
+                               pure=False, retries=0)
+        futures[future] = job
+    for future in dask_as_completed(list(futures)):
+        job = futures[future]
+        try:
+            results = future.result()
+        except Exception as exc:  # noqa: BLE001 - a dead worker (KilledWorker) costs one submission
+            results = _failed(job, f"the cluster could not grade it: {type(exc).__name__}: {exc}")
+        yield job, results
+
+
+def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), force: bool = False,
+                assignment: str | None = None, scheduler: str | None = None, course: Course | None = None,
+                progress: bool = True) -> int:
+    from tqdm.auto import tqdm
+
+    course = course or Course()
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        print(f"error: {folder}: no such folder", file=sys.stderr)
+        return EXIT_USAGE
+    if assignment is not None and assignment not in course.assignment_ids():
+        print(f"error: unknown assignment {assignment!r} (known: {', '.join(course.assignment_ids())})", file=sys.stderr)
+        return EXIT_USAGE
+    if jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    found, warnings = find_jobs(folder, course, assignment)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if not found:
+        print(f"error: {folder}: no submissions (expected one folder per student holding .ipynb notebooks)",
+              file=sys.stderr)
+        return EXIT_USAGE
+
+    rows: dict[str, dict] = {}
+    todo: list[Job] = []
+    for job in found:
+        previous = None if force else _existing(out, job)
+        if previous is not None:
+            rows[job.key] = _row(job, previous)
+        else:
+            todo.append(job)
+    print(f"{len(found)} submissions from {len({j.student for j in found})} students: "
+          f"{len(found) - len(todo)} up to date, {len(todo)} to grade", file=sys.stderr)
+
+    client = None
+    if scheduler and todo:
+        try:
+            from distributed import Client
+        except ImportError:
+            print("error: --scheduler needs dask.distributed: pip install 'cnn-course[dask]'", file=sys.stderr)
+            return EXIT_GRADER
+        try:
+            client = Client(scheduler, timeout="30s")
+        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ... from the connection
+            print(f"error: cannot reach the dask scheduler at {scheduler}: {exc}", file=sys.stderr)
+            return EXIT_GRADER
+    threads = None if client is not None else max(1, (os.cpu_count() or 1) // jobs)
+    tasks = [(job, _task(job, course, threads, with_content=client is not None)) for job in todo]
+
+    grader_failures = 0
+    start = time.monotonic()
+    stream = _run_dask(tasks, client) if client is not None else _run_local(tasks, jobs)
+    try:
+        with tqdm(total=len(todo), unit="submission", desc="grading", disable=not progress or not todo,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            for job, results in stream:
+                write_atomic(results_path(out, job), json.dumps(results, indent=2) + "\n")
+                rows[job.key] = _row(job, results)
+                extra = results.get("extra_data") or {}
+                if extra.get("grading_error_kind") == "grader":
+                    grader_failures += 1
+                line = f"{job.key}: {rows[job.key]['score']} / {rows[job.key]['max_score']}"
+                if rows[job.key]["status"] == "error":
+                    line += f" (ERROR: {str(extra.get('grading_error', '')).splitlines()[0]})"
+                bar.write(line, file=sys.stderr)
+                bar.set_postfix_str(job.key, refresh=False)
+                bar.update(1)
+    finally:
+        if client is not None:
+            client.close()
+    write_csv(out / CSV_NAME, list(rows.values()))
+    errors = sum(r["status"] == "error" for r in rows.values())
+    print(f"graded {len(todo)} in {time.monotonic() - start:.1f} s; {errors} with errors; "
+          f"table: {out / CSV_NAME}", file=sys.stderr)
+    if grader_failures:
+        print(f"error: grading itself could not run for {grader_failures} submissions (see their results)",
+              file=sys.stderr)
+        return EXIT_GRADER
+    return EXIT_OK
+
+
+def cmd_grade_class(args) -> int:
+    return grade_class(Path(args.submissions), jobs=args.jobs, out=args.out, force=args.force,
+                       assignment=args.assignment, scheduler=args.scheduler)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("grade-class", help="grade a folder of student folders, in parallel; resumable")
+    p.add_argument("submissions", help="one folder per student (or nbgrader's submitted/ or course folder)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default: 1)")
+    p.add_argument("--out", type=Path, default=Path("graded"), help="results folder (default: graded/)")
+    p.add_argument("--force", action="store_true", help="regrade even the submissions whose results are up to date")
+    p.add_argument("--assignment", help="grade only this assignment (and grade unnamed notebooks as it)")
+    p.add_argument("--scheduler", help="address of a dask.distributed scheduler to send the submissions to")
+    p.set_defaults(func=cmd_grade_class)

@@ -1,0 +1,146 @@
+"""Command line: ``python -m autograder {grade,check,release,demo,grade-class} ...``.
+
+Exit codes of ``grade``: 0 grading completed (whatever the score), 2 bad usage,
+3 grading itself could not run (broken reference, sandbox would not start).
+``check`` exits 0 when every public check passed and 1 otherwise.
+``grade-class`` (autograder/classgrade.py) exits 0 when grading completed, 2 on bad usage, 3 when
+grading itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED_CHECKS, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
+
+
+def _submissions(path: Path) -> list[Path]:
+    if path.is_dir():
+        from .assignments import Course
+
+        found = Course().find_notebooks(path)
+        if not found:
+            raise SystemExit(_usage_error(f"{path}: no .ipynb notebooks in this folder"))
+        return found
+    if not path.exists():
+        raise SystemExit(_usage_error(f"{path}: no such file or folder"))
+    return [path]
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_grade(args) -> int:
+    from .engine import GradingError, grade_notebook
+    from .results import combine, write_reports
+
+    reports = []
+    for nb in _submissions(Path(args.submission)):
+        try:
+            report = grade_notebook(nb, assignment_id=args.assignment, threads=args.threads)
+        except GradingError as exc:
+            print(f"error: grading could not run for {nb}: {exc}", file=sys.stderr)
+            return EXIT_GRADER
+        reports.append(report)
+        print(report.summary())
+    report = reports[0] if len(reports) == 1 else combine(reports, str(args.submission))
+    write_reports(report, results=args.results, junit=args.junit, feedback=args.feedback)
+    if len(reports) > 1:
+        print(f"Total: {report.score:g} / {report.max_score:g}")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from .engine import GradingError, grade_notebook
+    from .incell import format_result
+
+    try:
+        report = grade_notebook(Path(args.notebook), assignment_id=args.assignment, hidden=False, threads=args.threads)
+    except GradingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_GRADER
+    print(f"Self-check of {args.notebook} ({report.assignment}): public checks only.")
+    for e in report.errors:
+        print(f"Problem: {e}")
+    for n in report.notes:
+        print(f"Note: {n}")
+    for c in report.cells:
+        if c.status != "ok":
+            print(f"Cell '{c.label}': {c.status}: {c.message}")
+    cell = None
+    for r in report.results:
+        if r.cell != cell:
+            cell = r.cell
+            print(f"\n{cell}")
+        print(format_result(r))
+    passed = sum(r.passed for r in report.results)
+    print(f"\n{passed} of {len(report.results)} public checks passed "
+          f"({report.score:g} of {report.max_score:g} points). Hidden checks run when your work is graded.")
+    return EXIT_OK if passed == len(report.results) and not report.errors else EXIT_FAILED_CHECKS
+
+
+def cmd_release(args) -> int:
+    from .release import regenerate
+
+    for path in regenerate(ids=args.ids or None):
+        print(f"released {path}")
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(out=args.out, assignment_ids=args.ids or None)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description="Grade the CNN course's notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grade", help="grade a notebook or a folder of notebooks (public + hidden checks)")
+    g.add_argument("submission", help="a notebook, or a folder of assignment notebooks")
+    g.add_argument("--assignment", help="assignment id (default: from the notebook's metadata or name)")
+    g.add_argument("--results", type=Path, help="write Gradescope-style results.json here")
+    g.add_argument("--junit", type=Path, help="write JUnit XML here")
+    g.add_argument("--feedback", type=Path, help="write Markdown feedback here")
+    g.add_argument("--threads", type=int, help="threads for the notebook's code (default: all cores)")
+    g.set_defaults(func=cmd_grade)
+
+    c = sub.add_parser("check", help="self-check: run the public checks on your notebook")
+    c.add_argument("notebook")
+    c.add_argument("--assignment")
+    c.add_argument("--threads", type=int)
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("release", help="regenerate assignments/ from solutions/ with nbgrader")
+    r.add_argument("ids", nargs="*")
+    r.set_defaults(func=cmd_release)
+    d = sub.add_parser("demo", help="the main job: release, collect and autograde a small class with nbgrader")
+    d.add_argument("ids", nargs="*", help="assignments (default: all)")
+    d.add_argument("--out", type=Path, help="output folder (default: demo_out/)")
+    d.set_defaults(func=cmd_demo)
+
+    from .classgrade import add_parser as add_grade_class
+
+    add_grade_class(sub)
+    return parser
+
+
+def _with_environment_on_path() -> None:
+    """nbgrader runs helper programs (``alembic``) by name: find them in this environment."""
+    import os
+
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def main(argv=None) -> int:
+    _with_environment_on_path()
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,136 @@
+"""Grade one notebook: run it in the sandbox, run the checks in this process, report.
+
+This is what ``python -m autograder grade`` and ``check`` call.  It never raises for a bad
+submission: an unreadable notebook, a crashing cell or a hanging call each becomes a clear
+message and zero points on what it breaks, and grading goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from .assignments import REPO_ROOT, Assignment, Course, GradingSettings, load_release
+from .namespace import Namespace, SubmissionCrashed
+from .notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
+from .results import GradeReport
+from .runner import run_checks
+from .sandbox.launcher import SandboxConfig, WorkerError
+from .submission import SandboxNamespace
+
+
+class GradingError(Exception):
+    """Grading itself could not run (a broken reference, a broken installation): not the student's fault."""
+
+
+class BrokenSubmission(Namespace):
+    """Stands in for a submission that cannot run: every check fails with the same reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(label="your notebook", calls=[], _hung=set())
+        self.reason = reason
+
+    def _roundtrip(self, request, blobs, timeout):
+        raise SubmissionCrashed(self.reason)
+
+
+def default_threads(jobs: int = 1) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def sandbox_config(assignment: Assignment, threads: int | None = None, **overrides) -> SandboxConfig:
+    """Limits from the assignment's settings; the course and grader folders hidden except what the notebook needs."""
+    from data_scripts.paths import data_dir, torch_home
+
+    settings = assignment.settings
+    roots = sorted({assignment.course.root, REPO_ROOT}, key=lambda p: len(str(p)))
+    visible = [REPO_ROOT / "autograder", REPO_ROOT / "data_scripts", data_dir(), torch_home()]
+    prefix = Path(sys.prefix).resolve()
+    if any(prefix.is_relative_to(r) for r in roots):
+        visible.insert(0, prefix)
+    # Shown read-only: what lies inside the hidden course folders, and what lies in the folders the
+    # sandbox replaces with its own empty tmpfs (a TORCH_HOME or data folder under /tmp, say).
+    private = [Path(p) for p in ("/tmp", "/var/tmp", "/dev/shm")]
+    visible = [p for p in visible
+               if any(Path(p).resolve().is_relative_to(r) for r in [*roots, *private]) and Path(p).exists()]
+    hidden = [REPO_ROOT / "autograder" / "checks", assignment.course.checks_root]
+    config = SandboxConfig(memory_mb=settings.memory_mb,
+                           threads=threads or settings.threads or default_threads(),
+                           hide_roots=roots, visible=visible, hidden=hidden,
+                           extra_env={"CNN_COURSE_DATA": str(data_dir()), "TORCH_HOME": str(torch_home())})
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course: Course | None = None,
+                   hidden: bool = True, threads: int | None = None, config_overrides: dict | None = None,
+                   settings: GradingSettings | None = None) -> GradeReport:
+    """Grade one submitted notebook; hidden checks (and the reference) only when ``hidden``."""
+    start = time.monotonic()
+    path = Path(path)
+    course = course or Course()
+    report = GradeReport(submission=str(path), assignment=assignment_id)
+    nb, problem = None, None
+    try:
+        nb = read_notebook(path)
+    except NotebookError as exc:
+        problem = str(exc)
+    try:
+        assignment = course.get(assignment_id) if assignment_id else course.identify(path, nb)
+    except (KeyError, NotebookError) as exc:
+        if assignment_id:
+            raise GradingError(str(exc).strip("'\"")) from None
+        raise GradingError(str(exc)) from None
+    report.assignment = assignment.id
+    if nb is not None:
+        own = assignment_id_of(nb)
+        if own and own != assignment.id:
+            problem = f"{path}: this notebook belongs to assignment {own}, not {assignment.id}"
+    release = load_release(assignment)
+    report.manual = manual_cells(release)
+    settings = settings or assignment.settings
+
+    ref = None
+    if hidden:
+        from .reference import ReferenceError, load_reference
+
+        try:
+            ref = load_reference(assignment)
+        except (ReferenceError, NotebookError) as exc:
+            raise GradingError(f"the reference solution could not be loaded: {exc}") from None
+
+    files = [assignment.public_checks] + ([assignment.hidden_checks] if hidden else [])
+    if problem is not None:
+        report.errors.append(problem)
+        sub: Namespace = BrokenSubmission(f"your notebook could not be graded: {problem}")
+        results, problems = run_checks(files, sub, ref, hidden_files={assignment.hidden_checks})
+        report.results, report.grader_problems = results, problems
+        report.execution_time = time.monotonic() - start
+        return report
+
+    cells, notes = cells_to_run(nb, release)
+    report.notes.extend(notes)
+    config = sandbox_config(assignment, threads)
+    for key, value in (config_overrides or {}).items():
+        setattr(config, key, value)
+    sub = SandboxNamespace(config=config, cells=cells, cell_timeout=settings.cell_timeout,
+                           max_restarts=settings.max_restarts, default_timeout=settings.call_timeout,
+                           deadline=time.monotonic() + settings.total_timeout,
+                           files_from=assignment.release_notebook.parent)
+    try:
+        try:
+            sub.start()
+        except WorkerError as exc:
+            raise GradingError(f"the sandbox could not start: {exc}") from None
+        report.cells = sub.outcomes
+        results, problems = run_checks(files, sub, ref, hidden_files={assignment.hidden_checks})
+        report.results, report.grader_problems = results, problems
+    finally:
+        sub.close()
+        report.protections = sub.protections
+        report.student_output = sub.output_log[-20000:]
+    report.execution_time = time.monotonic() - start
+    return report

@@ -1,0 +1,289 @@
+"""What a check sees of a notebook: a namespace it can call into, but never touch.
+
+``sub`` (the student's submission) and ``ref`` (the reference solution) are both
+:class:`Namespace` objects with one API:
+
+* ``sub.apply_kernel(img, 1, 1, k)`` or ``sub.call("apply_kernel", ..., forbid=["conv"])``
+  calls a function defined in the notebook; arguments and results cross as plain data
+  (tensors, numbers, strings, lists, tuples, dicts), anything else comes back as a
+  :class:`Handle`.
+* ``sub.eval(expr, **bindings)`` / ``sub.exec(code, **bindings)`` run the *grader's* code
+  next to the notebook's names (to build a model or a data loader there, say).
+* ``sub.describe(handle)`` returns plain data about a module (layers, parameters, hooks).
+
+Exceptions raised by the notebook's code arrive as :class:`StudentError` (a name and a
+message, never the object).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sandbox.codec import Decoder, Encoder, HandleRef
+from .sandbox.executor import Executor
+from .sandbox.forbid import describe_group
+
+
+class StudentError(Exception):
+    """The notebook's code raised an exception (carried as text, never as the object)."""
+
+    def __init__(self, info: dict, what: str = ""):
+        self.type_name = str(info.get("type", "Exception"))
+        self.mro = [str(x) for x in info.get("mro", [self.type_name])]
+        self.message = str(info.get("message", ""))
+        self.traceback = str(info.get("traceback", ""))
+        self.what = what
+        super().__init__(self.describe())
+
+    def is_a(self, *names: str) -> bool:
+        return any(n in self.mro for n in names)
+
+    def describe(self) -> str:
+        where = f"{self.what} " if self.what else ""
+        if self.type_name == "NotImplementedError":
+            return f"{where}raised NotImplementedError: it is not implemented yet."
+        if self.type_name == "NameError" and "is not defined" in self.message:
+            return (f"{where}could not run: {self.message}. Did you run the cell that defines it, "
+                    f"and keep the name the exercise asks for?")
+        return f"{where}raised {self.type_name}: {self.message}"
+
+
+class ForbiddenAPIUsed(Exception):
+    """The call used an API the exercise forbids (recorded even if the code caught the error)."""
+
+    def __init__(self, groups: list[str], what: str = ""):
+        self.groups = groups
+        apis = "; ".join(describe_group(g) for g in groups)
+        super().__init__(f"{what} used {apis}, which this exercise does not allow: write it yourself.")
+
+
+class SubmissionCrashed(Exception):
+    """The process running the submission died (exit, signal, memory cap) or stopped answering."""
+
+
+class SubmissionTimeout(SubmissionCrashed):
+    """A call or cell ran past its wall-clock limit and its process was killed."""
+
+
+@dataclass
+class CallRecord:
+    """One request and how long it took (for feedback and benchmarks)."""
+
+    op: str
+    what: str
+    seconds: float
+    ok: bool
+
+
+@dataclass
+class Namespace:
+    """Base class: subclasses provide :meth:`_roundtrip` (in-process or over the sandbox pipe)."""
+
+    label: str = "submission"
+    default_timeout: float = 60.0
+    calls: list[CallRecord] = field(default_factory=list)
+    #: functions that ran past their time limit once: later calls fail at once instead of waiting again.
+    _hung: set[str] = field(default_factory=set)
+
+    # -- transport -------------------------------------------------------------------
+    def _roundtrip(self, request: dict, blobs: list[bytes], timeout: float) -> tuple[dict, list[bytes]]:
+        raise NotImplementedError
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the process behind the namespace is replaced (handles die with it)."""
+        return 0
+
+    # -- plumbing --------------------------------------------------------------------
+    def _encode(self, value) -> tuple[Any, list[bytes]]:
+        def handle_ref(obj):
+            if isinstance(obj, Handle):
+                if obj.namespace is not self:
+                    raise TypeError("a handle can only be sent back to the namespace it came from")
+                if obj.generation != self.generation:
+                    raise SubmissionCrashed("this object was lost when the submission's process was restarted")
+                return obj.ref
+            raise TypeError(f"cannot send a {type(obj).__name__} into the {self.label}; build it there with exec()")
+
+        enc = Encoder(handle_ref)
+        return enc.encode(value), enc.blobs
+
+    def _request(self, op: str, what: str, timeout: float | None = None, **fields) -> Any:
+        blobs: list[bytes] = []
+        request = {"op": op}
+        for key, value in fields.items():
+            if key in ("args", "kwargs", "bindings"):
+                tree, extra = self._encode(value)
+                # blob indices are per message: shift this field's indices past earlier blobs.
+                request[key] = _shift_blobs(tree, len(blobs))
+                blobs.extend(extra)
+            else:
+                request[key] = value
+        target = fields.get("target", {}).get("name") if op == "call" else None
+        if target is not None and target in self._hung:
+            raise SubmissionTimeout(f"{what} was not run: an earlier call to {target}() did not finish in time")
+        start = time.perf_counter()
+        ok = False
+        try:
+            response, rblobs = self._roundtrip(request, blobs, timeout or self.default_timeout)
+            ok = bool(response.get("ok"))
+        except SubmissionTimeout:
+            if target is not None:
+                self._hung.add(target)
+            raise
+        finally:
+            self.calls.append(CallRecord(op, what, time.perf_counter() - start, ok))
+        error_type = response.get("error", {}).get("type") if not ok else None
+        if error_type == "CallTimeout" and target is not None:
+            self._hung.add(target)
+        forbidden_used = [str(g) for g in response.get("forbidden", []) or []]
+        if forbidden_used:
+            raise ForbiddenAPIUsed(forbidden_used, what)
+        if not response.get("ok"):
+            raise StudentError(response.get("error", {}), what)
+        generation = self.generation
+        decoder = Decoder(rblobs, resolve_handle=lambda node: Handle(
+            self, HandleRef(node["__handle__"], str(node.get("type", "?"))[:200], str(node.get("repr", ""))[:500]),
+            generation))
+        return decoder.decode(response.get("value"))
+
+    # -- the API checks use ---------------------------------------------------------
+    def has(self, name: str) -> bool:
+        """Whether the notebook defines ``name``."""
+        return bool(self._request("has", name, name=name))
+
+    def call(self, name: str, *args, forbid=(), timeout: float | None = None, **kwargs):
+        """Call the notebook's function ``name``; ``forbid`` names API groups it may not use."""
+        return self._request("call", f"{name}()", timeout=timeout, target={"name": name},
+                             args=list(args), kwargs=dict(kwargs), forbid=list(forbid))
+
+    def eval(self, source: str, *, timeout: float | None = None, **bindings):
+        """Evaluate the grader's expression next to the notebook's names."""
+        return self._request("eval", "grader expression", timeout=timeout, source=source, bindings=bindings)
+
+    def exec(self, source: str, *, timeout: float | None = None, **bindings) -> None:
+        """Run the grader's statements next to the notebook's names (their new names persist for eval/exec)."""
+        self._request("exec", "grader code", timeout=timeout, source=source, bindings=bindings)
+
+    def describe(self, handle: Handle) -> dict:
+        return self._request("describe", f"describe {handle.type_name}", handle=self._encode(handle)[0])
+
+    def __getattr__(self, name: str) -> Function:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Function(self, name)
+
+    def memo(self, key: str, compute):
+        """Cache an expensive derived value (only the reference caches; see ReferenceNamespace)."""
+        return compute()
+
+
+def _shift_blobs(tree, offset: int):
+    if offset == 0:
+        return tree
+    if isinstance(tree, list):
+        return [_shift_blobs(v, offset) for v in tree]
+    if isinstance(tree, dict):
+        out = {k: _shift_blobs(v, offset) for k, v in tree.items()}
+        for key in ("__tensor__", "__ndarray__"):
+            if key in tree:
+                out[key] = tree[key] + offset
+        return out
+    return tree
+
+
+@dataclass
+class Function:
+    """A notebook function, called as ``sub.name(*args, **kwargs)``."""
+
+    namespace: Namespace
+    name: str
+
+    def __call__(self, *args, **kwargs):
+        return self.namespace.call(self.name, *args, **kwargs)
+
+
+class Handle:
+    """An object that lives with the notebook's code (a model, a data loader, ...)."""
+
+    def __init__(self, namespace: Namespace, ref: HandleRef, generation: int = 0):
+        self.namespace = namespace
+        self.ref = ref
+        self.generation = generation
+
+    @property
+    def type_name(self) -> str:
+        return self.ref.type_name
+
+    def __repr__(self) -> str:
+        return f"<{self.namespace.label} object {self.ref.type_name}: {self.ref.repr[:80]}>"
+
+    def __call__(self, *args, forbid=(), timeout=None, **kwargs):
+        return self.namespace._request("call", f"{self.type_name}(...)", timeout=timeout,
+                                       target={"__handle__": self.ref.id}, args=list(args), kwargs=dict(kwargs),
+                                       forbid=list(forbid))
+
+    def method(self, name: str, *args, forbid=(), timeout=None, **kwargs):
+        return self.namespace._request("call", f"{self.type_name}.{name}()", timeout=timeout,
+                                       target={"__handle__": self.ref.id, "method": name},
+                                       args=list(args), kwargs=dict(kwargs), forbid=list(forbid))
+
+    def attr(self, name: str):
+        if not name.isidentifier():
+            raise ValueError(f"bad attribute name {name!r}")
+        return self.namespace.eval(f"__obj.{name}", __obj=self)
+
+    def describe(self) -> dict:
+        return self.namespace.describe(self)
+
+    # Handles are opaque: comparing or hashing them by value would mean running the other side's code.
+    def __eq__(self, other):
+        return NotImplemented
+
+    __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        return True
+
+
+class InProcessNamespace(Namespace):
+    """A namespace in this process (the reference, or a notebook kernel's own globals).
+
+    Values still go through the wire codec, so checks see exactly what they would see from
+    the sandbox.  There is no isolation and no timeout: use it for trusted code only, or in
+    nbgrader's in-kernel mode where that is the known limit.
+    """
+
+    def __init__(self, namespace: dict, label: str = "reference", default_timeout: float = 60.0,
+                 enforce_timeout: bool = False):
+        super().__init__(label=label, default_timeout=default_timeout, calls=[], _hung=set())
+        self.executor = Executor(namespace)
+        self.enforce_timeout = enforce_timeout
+
+    def _roundtrip(self, request, blobs, timeout):
+        if not (self.enforce_timeout and _can_use_alarm()):
+            return self.executor.handle(request, blobs)
+        # In a notebook kernel there is no process to kill: a SIGALRM stops a runaway call
+        # (pure-Python loops included), unless the code itself blocks or replaces the signal.
+        def on_alarm(signum, frame):
+            raise CallTimeout(f"did not finish within {timeout:g} s")
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            return self.executor.handle(request, blobs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+class CallTimeout(Exception):
+    """Raised inside an in-process call that ran past its limit."""
+
+
+def _can_use_alarm() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()

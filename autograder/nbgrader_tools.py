@@ -1,0 +1,51 @@
+"""Driving nbgrader from Python: its API configured from the course's ``nbgrader_config.py``.
+
+Used by the demo course and by the tests that compare nbgrader's grades with the engine's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _on_path() -> None:
+    """nbgrader runs ``alembic`` by name when it opens a gradebook: find it in this environment."""
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def nbgrader_api(root: Path, exchange: Path | None = None, timeout: float = 600):
+    """An ``NbGraderAPI`` for the course at ``root`` (its nbgrader_config.py, plus overrides)."""
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    _on_path()
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    extra = Config()
+    extra.CourseDirectory.root = str(root)
+    if exchange is not None:
+        extra.Exchange.root = str(exchange)
+    extra.Execute.timeout = int(timeout)
+    extra.NbGraderAPI.log_level = logging.ERROR
+    config.merge(extra)
+    return NbGraderAPI(config=config)
+
+
+def cell_scores(api, assignment_id: str, student: str) -> dict[str, float]:
+    """nbgrader's autograded score of every test cell of one submission, from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    _on_path()
+    out = {}
+    with Gradebook(api.coursedir.db_url) as gb:
+        submission = gb.find_submission(assignment_id, student)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                if grade.cell.cell_type == "code" and not grade.cell.name.startswith("q_"):
+                    out[grade.name] = float(grade.score or 0.0)
+    return out

@@ -1,0 +1,189 @@
+"""A graded submission and its reports: Gradescope ``results.json``, JUnit XML, Markdown feedback.
+
+Scores are sums of check points; manually graded answers appear as zero-point entries that
+say a person will grade them.  Hidden checks keep their messages short (shapes, the largest
+difference) and are marked ``after_published`` for Gradescope.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .runner import CheckResult
+from .submission import CellOutcome
+
+VISIBILITY = {"public": "visible", "hidden": "after_published"}
+
+
+@dataclass
+class GradeReport:
+    submission: str
+    assignment: str | None
+    results: list[CheckResult] = field(default_factory=list)
+    manual: list[tuple[str, float, str]] = field(default_factory=list)
+    cells: list[CellOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)     # problems that zeroed the whole submission
+    grader_problems: list[str] = field(default_factory=list)
+    protections: dict = field(default_factory=dict)
+    execution_time: float = 0.0
+    student_output: str = ""
+
+    @property
+    def score(self) -> float:
+        return round(sum(r.points for r in self.results), 6)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(r.max_points for r in self.results), 6)
+
+    def cell_scores(self) -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        for r in self.results:
+            got, total = out.get(r.cell, (0.0, 0.0))
+            out[r.cell] = (got + r.points, total + r.max_points)
+        return out
+
+    def summary(self) -> str:
+        lines = [f"{self.assignment or '?'}: {self.score:g} / {self.max_score:g} points"]
+        lines += [f"ERROR: {e}" for e in self.errors]
+        lines += [f"Note: {n}" for n in self.notes]
+        for c in self.cells:
+            if c.status != "ok":
+                lines.append(f"Cell '{c.label}' ({c.origin}): {c.status}: {c.message}")
+        if self.grader_problems:
+            lines.append("The grader had a problem with some checks (not your fault; your instructor has been told):")
+            lines += [f"  {p.splitlines()[0]}" for p in self.grader_problems]
+        return "\n".join(lines)
+
+    # -- Gradescope ------------------------------------------------------------------
+    def to_gradescope(self) -> dict:
+        tests = []
+        for i, r in enumerate(self.results, 1):
+            output = r.message
+            if not r.passed and r.hint:
+                output += f"\nHint: {r.hint}"
+            tests.append({"name": f"{r.cell}: {r.name}", "number": str(i), "score": r.points,
+                          "max_score": r.max_points, "status": "passed" if r.passed else "failed",
+                          "output": output, "visibility": VISIBILITY.get(r.visibility, "after_published"),
+                          "tags": [r.kind, r.cell, r.visibility]})
+        for gid, points, first_line in self.manual:
+            tests.append({"name": f"{gid}: written answer", "score": 0.0, "max_score": 0.0, "status": "passed",
+                          "output": f"This answer ({points:g} points) is graded by a person; "
+                                    f"its points are not included yet. {first_line}".strip(),
+                          "visibility": "visible", "tags": ["manual", gid]})
+        return {
+            "score": self.score,
+            "max_score": self.max_score,
+            "execution_time": round(self.execution_time, 3),
+            "output": self.summary(),
+            "stdout_visibility": "hidden",
+            "tests": tests,
+            "extra_data": {
+                "assignment": self.assignment,
+                "submission": self.submission,
+                "cells": {k: {"score": v[0], "max_score": v[1]} for k, v in self.cell_scores().items()},
+                "manual_points_pending": sum(p for _, p, _ in self.manual),
+                "cell_outcomes": [asdict(c) for c in self.cells],
+                "protections": self.protections,
+                "grader_problems": self.grader_problems,
+            },
+        }
+
+    # -- JUnit -----------------------------------------------------------------------
+    def to_junit(self) -> str:
+        suite = ET.Element("testsuite", name=self.assignment or "submission", tests=str(len(self.results)),
+                           failures=str(sum(r.status == "failed" for r in self.results)),
+                           errors=str(sum(r.status == "error" for r in self.results)),
+                           time=f"{self.execution_time:.3f}")
+        for r in self.results:
+            case = ET.SubElement(suite, "testcase", classname=f"{self.assignment}.{r.cell}", name=r.name,
+                                 time=f"{r.seconds:.3f}")
+            ET.SubElement(case, "properties").extend([
+                ET.Element("property", name="points", value=f"{r.points:g}"),
+                ET.Element("property", name="max_points", value=f"{r.max_points:g}"),
+                ET.Element("property", name="visibility", value=r.visibility),
+            ])
+            if r.status == "failed":
+                ET.SubElement(case, "failure", message=r.message.splitlines()[0][:300] if r.message else "failed").text = r.message
+            elif r.status == "error":
+                ET.SubElement(case, "error", message="the check itself failed").text = r.message
+        if self.errors:
+            ET.SubElement(suite, "system-err").text = "\n".join(self.errors)
+        return ET.tostring(suite, encoding="unicode")
+
+    # -- Markdown feedback -----------------------------------------------------------
+    def to_markdown(self) -> str:
+        lines = [f"# Feedback: {self.assignment or self.submission}", "",
+                 f"**Score: {self.score:g} / {self.max_score:g}** (autograded)", ""]
+        if self.manual:
+            lines += [f"Written answers worth {sum(p for _, p, _ in self.manual):g} more points are graded by a person.", ""]
+        for e in self.errors:
+            lines += [f"> **Problem:** {e}", ""]
+        for n in self.notes:
+            lines += [f"> Note: {n}", ""]
+        bad_cells = [c for c in self.cells if c.status != "ok"]
+        if bad_cells:
+            lines += ["## Cells that did not run cleanly", ""]
+            lines += [f"- `{c.label}` ({c.origin}): **{c.status}** — {c.message}" for c in bad_cells]
+            lines.append("")
+        lines += ["## Points per exercise", "", "| test cell | points |", "|---|---|"]
+        lines += [f"| `{cell}` | {got:g} / {total:g} |" for cell, (got, total) in self.cell_scores().items()]
+        lines += ["", "## Checks", ""]
+        for r in self.results:
+            mark = "✅" if r.passed else "❌"
+            tag = " (hidden check)" if r.visibility == "hidden" else ""
+            lines.append(f"- {mark} `{r.name}`{tag} — {r.points:g}/{r.max_points:g} [{r.kind}]")
+            if not r.passed:
+                for msg_line in r.message.splitlines()[:10]:
+                    lines.append(f"    > {msg_line}")
+                if r.hint:
+                    lines.append(f"    > Hint: {r.hint}")
+        return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(report: GradeReport, results: Path | None = None, junit: Path | None = None,
+                  feedback: Path | None = None) -> None:
+    if results:
+        write_atomic(results, json.dumps(report.to_gradescope(), indent=2) + "\n")
+    if junit:
+        write_atomic(junit, report.to_junit())
+    if feedback:
+        write_atomic(feedback, report.to_markdown())
+
+
+def combine(reports: list[GradeReport], name: str) -> GradeReport:
+    """One report for a folder of notebooks (several assignments): checks prefixed by assignment."""
+    out = GradeReport(submission=name, assignment="+".join(r.assignment or "?" for r in reports))
+    for rep in reports:
+        for r in rep.results:
+            out.results.append(CheckResult(**{**r.__dict__, "cell": f"{rep.assignment}/{r.cell}"}))
+        out.manual += [(f"{rep.assignment}/{g}", p, t) for g, p, t in rep.manual]
+        out.cells += rep.cells
+        out.notes += [f"{rep.assignment}: {n}" for n in rep.notes]
+        out.errors += [f"{rep.assignment}: {e}" for e in rep.errors]
+        out.grader_problems += rep.grader_problems
+        out.execution_time += rep.execution_time
+        out.protections = rep.protections or out.protections
+    return out

@@ -1,0 +1,197 @@
+"""Run an assignment's checks (pytest tests) against a submission and collect the results.
+
+pytest runs in this (trusted) process with a small plugin that provides the ``sub`` and
+``ref`` fixtures, seeds every check, keeps only the chosen cells and visibility, and turns
+each test's outcome into a :class:`CheckResult`.  Student exceptions and wrong answers
+become short messages; a bug in a check itself is reported as an error, not blamed on
+the student.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+from .api import CheckSpec
+from .compare import CheckFailure
+from .namespace import ForbiddenAPIUsed, Namespace, StudentError, SubmissionCrashed
+
+INI = Path(__file__).with_name("checks.ini")
+# Property-based checks must give the same verdict every time: derandomized, no example database.
+settings.register_profile("autograder", derandomize=True, database=None, deadline=None, print_blob=False,
+                          report_multiple_bugs=False,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile("autograder")
+
+STUDENT_FAILURES = (CheckFailure, AssertionError, StudentError, ForbiddenAPIUsed, SubmissionCrashed)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    cell: str
+    points: float
+    max_points: float
+    kind: str
+    visibility: str  # "public" or "hidden"
+    status: str      # "passed", "failed" or "error" (the check itself broke)
+    message: str
+    hint: str
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+class _Plugin:
+    def __init__(self, sub: Namespace, ref: Namespace | None, cells, seed: int):
+        self._sub = sub
+        self._ref = ref
+        self.cells = set(cells) if cells is not None else None
+        self.seed = seed
+        self.results: list[CheckResult] = []
+        self.collect_errors: list[str] = []
+        self._started: dict[str, float] = {}
+        self._failure: dict[str, tuple[str, str]] = {}
+
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "check(spec): a graded check")
+
+    @pytest.fixture(scope="session")
+    def sub(self):
+        return self._sub
+
+    @pytest.fixture(scope="session")
+    def ref(self):
+        if self._ref is None:
+            pytest.fail("this check needs the reference solution, which is only available to instructors")
+        return self._ref
+
+    @pytest.fixture(autouse=True)
+    def _seed_everything(self, request):
+        digest = hashlib.sha256(request.node.nodeid.split("::")[-1].encode()).digest()
+        seed = (self.seed + int.from_bytes(digest[:4], "little")) % 2**31
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        spec = _spec(request.node)
+        base = self._sub.default_timeout
+        if spec is not None and spec.timeout:
+            self._sub.default_timeout = spec.timeout
+        yield
+        self._sub.default_timeout = base
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        keep = []
+        for item in items:
+            spec = _spec(item)
+            if spec is None:
+                self.collect_errors.append(f"{item.nodeid}: test function without @check(...)")
+                continue
+            if self.cells is None or spec.cell in self.cells:
+                keep.append(item)
+        items[:] = keep
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors.append(f"{report.nodeid}: {report.longreprtext[-2000:]}")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if call.excinfo is not None and report.failed:
+            exc = call.excinfo.value
+            if isinstance(exc, STUDENT_FAILURES) and call.when == "call":
+                self._failure[item.nodeid] = ("failed", str(exc).strip() or type(exc).__name__)
+            else:
+                self._failure[item.nodeid] = ("error", f"the check itself failed ({call.when}): "
+                                                       f"{type(exc).__name__}: {exc}\n{report.longreprtext[-3000:]}")
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        self._started[nodeid] = time.perf_counter()
+
+    def pytest_runtest_logreport(self, report):
+        # One result per check: from "setup" if that failed, else from "call".
+        if report.when == "teardown" or (report.when == "setup" and report.passed):
+            return
+        spec: CheckSpec | None = getattr(report, "_check_spec", None)
+        if spec is None:
+            return
+        status, message = "passed", ""
+        if report.failed:
+            status, message = self._failure.get(report.nodeid, ("error", report.longreprtext[-2000:]))
+        elif report.skipped:
+            status, message = "error", f"the check was skipped: {report.longrepr}"
+        self.results.append(CheckResult(
+            name=report.nodeid.split("::")[-1], cell=spec.cell,
+            points=spec.points if status == "passed" else 0.0, max_points=spec.points,
+            kind=spec.kind, visibility=getattr(report, "_visibility", "public"), status=status, message=message,
+            hint=spec.hint, seconds=time.perf_counter() - self._started.get(report.nodeid, time.perf_counter())))
+
+
+def _spec(item) -> CheckSpec | None:
+    marker = item.get_closest_marker("check")
+    if marker is None or not marker.args or not isinstance(marker.args[0], CheckSpec):
+        return None
+    return marker.args[0]
+
+
+class _Annotate:
+    """Copies each item's check spec and visibility onto its reports (reports carry no item)."""
+
+    def __init__(self, visibility_of):
+        self.visibility_of = visibility_of
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        report._check_spec = _spec(item)
+        report._visibility = self.visibility_of(Path(str(item.fspath)))
+
+
+def run_checks(files: list[Path], sub: Namespace, ref: Namespace | None = None, *, cells=None,
+               seed: int = 0, hidden_files: set[Path] | None = None) -> tuple[list[CheckResult], list[str]]:
+    """Run the checks in ``files`` (only those of ``cells`` when given).
+
+    Returns the results in file order, and problems with the check files themselves.
+    """
+    hidden_files = {p.resolve() for p in (hidden_files or set())}
+    plugin = _Plugin(sub, ref, cells, seed)
+    annotate = _Annotate(lambda p: "hidden" if p.resolve() in hidden_files else "public")
+    existing = [str(p) for p in files if p.exists()]
+    if not existing:
+        return [], [f"no check files found among {[str(p) for p in files]}"]
+    args = [*existing, "-c", str(INI), "--rootdir", str(Path(existing[0]).parent), "-q", "--no-header",
+            "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "--capture=sys",
+            "-W", "ignore", "--noconftest", "-o", "console_output_style=classic",
+            # These plugins run gc.collect() around every test: ~1 s per run on a heap holding torch (measured).
+            "-p", "no:unraisableexception", "-p", "no:threadexception", "-p", "no:faulthandler"]
+    buf = io.StringIO()
+    old_env = os.environ.get("PYTEST_ADDOPTS")
+    os.environ.pop("PYTEST_ADDOPTS", None)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            warnings.simplefilter("ignore")
+            code = pytest.main(args, plugins=[plugin, annotate])
+    finally:
+        if old_env is not None:
+            os.environ["PYTEST_ADDOPTS"] = old_env
+    problems = list(plugin.collect_errors)
+    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        problems.append(f"pytest could not run the checks (exit {int(code)}):\n{buf.getvalue()[-3000:]}")
+    return plugin.results, problems

@@ -1,0 +1,156 @@
+"""Answers the grader's requests against a namespace of (possibly untrusted) code.
+
+It runs where that code lives: inside the sandboxed worker for a student's submission,
+or in-process for the trusted reference and for in-notebook self-checks.  Requests and
+answers are plain data (see :mod:`autograder.sandbox.codec`), so both transports behave
+the same way.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import os
+import traceback
+from typing import Any
+
+from .codec import Decoder, Encoder, HandleRef
+from .describe import describe
+from .forbid import forbidden
+
+_MAX_REPR = 300
+_MAX_TRACEBACK = 4000
+
+
+def _safe_repr(obj) -> str:
+    try:
+        text = repr(obj)
+    except BaseException:  # noqa: BLE001 - a student's __repr__ may raise anything
+        text = f"<{type(obj).__name__} object>"
+    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR] + "..."
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def error_info(exc: BaseException) -> dict:
+    """Plain-data description of an exception (type, MRO names, message, short traceback).
+
+    The traceback leaves out the sandbox's own frames: the student sees only their code.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR):
+        tb = tb.tb_next
+    lines = traceback.format_exception(type(exc), exc, tb)
+    text = "".join(lines)
+    if len(text) > _MAX_TRACEBACK:
+        text = "...\n" + text[-_MAX_TRACEBACK:]
+    try:
+        message = str(exc)
+    except BaseException:  # noqa: BLE001
+        message = "<unprintable message>"
+    return {
+        "type": type(exc).__name__,
+        "mro": [c.__name__ for c in type(exc).__mro__],
+        "message": message[:2000],
+        "traceback": text,
+    }
+
+
+class Executor:
+    """Dispatches requests (``has``, ``call``, ``eval``, ``exec``, ``describe``, ``release``)."""
+
+    def __init__(self, namespace: dict):
+        self.namespace = namespace
+        self.handles: dict[int, Any] = {}
+        self._next_handle = 1
+        self._grader_ns: dict | None = None
+
+    # -- handles ---------------------------------------------------------------------
+    def _new_handle(self, obj) -> HandleRef:
+        hid = self._next_handle
+        self._next_handle += 1
+        self.handles[hid] = obj
+        return HandleRef(hid, type(obj).__name__, _safe_repr(obj))
+
+    def _resolve(self, node) -> Any:
+        hid = node["__handle__"]
+        if hid not in self.handles:
+            raise LookupError(f"unknown handle {hid}")
+        return self.handles[hid]
+
+    # -- requests --------------------------------------------------------------------
+    def grader_namespace(self) -> dict:
+        """Where grader-supplied code runs: a copy of the submission's names plus the grader's own."""
+        ns = dict(self.namespace)
+        ns.update(self._grader_ns or {})  # the grader's own helpers win over same-named notebook globals
+        ns.setdefault("__builtins__", builtins)
+        return ns
+
+    def handle(self, request: dict, blobs: list[bytes]) -> tuple[dict, list[bytes]]:
+        op = request.get("op")
+        try:
+            decoder = Decoder(blobs, resolve_handle=self._resolve)
+            value, used = self._dispatch(op, request, decoder)
+        except BaseException as exc:  # noqa: BLE001 - everything the code raised is reported
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return {"ok": False, "error": error_info(exc), "forbidden": getattr(exc, "_forbidden", [])}, []
+        encoder = Encoder(self._new_handle)
+        try:
+            tree = encoder.encode(value)
+        except BaseException as exc:  # noqa: BLE001
+            return {"ok": False, "error": error_info(exc), "forbidden": used}, []
+        return {"ok": True, "value": tree, "forbidden": used}, encoder.blobs
+
+    def _dispatch(self, op, request, decoder):
+        if op == "has":
+            name = request["name"]
+            return name in self.namespace, []
+        if op == "call":
+            fn = self._target(request["target"])
+            args = decoder.decode(request.get("args", []))
+            kwargs = decoder.decode(request.get("kwargs", {"__dict__": []}))
+            used: list[str] = []
+            try:
+                with forbidden(request.get("forbid")) as used:
+                    result = fn(*args, **kwargs)
+            except BaseException as exc:
+                exc._forbidden = list(used)  # type: ignore[attr-defined]
+                raise
+            return result, list(used)
+        if op in ("eval", "exec"):
+            bindings = decoder.decode(request.get("bindings", {"__dict__": []}))
+            ns = self.grader_namespace()
+            ns.update(bindings)
+            if op == "eval":
+                return eval(compile(request["source"], "<grader>", "eval"), ns), []  # noqa: S307 - grader's own code
+            exec(compile(request["source"], "<grader>", "exec"), ns)  # noqa: S102 - grader's own code
+            defined = {k: v for k, v in ns.items()
+                       if k not in bindings and (k not in self.namespace or self.namespace[k] is not v)}
+            self._grader_ns = {**(self._grader_ns or {}), **defined}
+            return None, []
+        if op == "describe":
+            return describe(self._resolve(request["handle"])), []
+        if op == "release":
+            self.handles.pop(request["handle"]["__handle__"], None)
+            return None, []
+        raise ValueError(f"unknown request {op!r}")
+
+    def _target(self, target: dict):
+        if "name" in target:
+            name = target["name"]
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise ValueError(f"bad name {name!r}")
+            if name not in self.namespace:
+                raise NameError(f"name '{name}' is not defined")
+            obj = self.namespace[name]
+        else:
+            obj = self._resolve(target)
+        method = target.get("method")
+        if method is not None:
+            if not method.isidentifier():
+                raise ValueError(f"bad method name {method!r}")
+            obj = getattr(obj, method)
+        return obj
+

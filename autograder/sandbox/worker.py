@@ -1,0 +1,82 @@
+"""The sandboxed worker: runs a submission's cells, then answers the grader's requests.
+
+Started by :mod:`autograder.sandbox.launcher` inside whatever isolation the machine offers.
+It talks to the grader only over two inherited pipe file descriptors (given in
+``AUTOGRADER_FDS``); the notebook's own prints go to stdout/stderr, which the grader reads
+separately and truncates.  It never imports the checks or the reference.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _threads() -> int:
+    try:
+        return max(1, int(os.environ.get("AUTOGRADER_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+def main() -> int:
+    fd_in, fd_out = (int(x) for x in os.environ["AUTOGRADER_FDS"].split(","))
+    for fd in (fd_in, fd_out):
+        os.set_inheritable(fd, False)  # a process the student spawns does not get the channel
+    os.environ.pop("AUTOGRADER_FDS", None)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+    from .protocol import ChannelClosed, read_message, write_message
+
+    start = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(_threads())
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .executor import Executor, error_info
+
+    shell = InteractiveShell.instance(colors="NoColor")
+    shell.user_ns["__name__"] = "__main__"
+    executor = Executor(shell.user_ns)
+    write_message(fd_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
+                           "startup_seconds": time.perf_counter() - start,
+                           "threads": torch.get_num_threads(), "python": sys.version.split()[0],
+                           "torch": torch.__version__})
+    while True:
+        try:
+            request, blobs = read_message(fd_in)
+        except ChannelClosed:
+            return 0
+        op = request.get("op")
+        if op == "shutdown":
+            write_message(fd_out, {"ok": True, "value": None})
+            return 0
+        if op == "run_cell":
+            t0 = time.perf_counter()
+            sys.stdout.write(f"\n--- cell {request.get('label', '')} ---\n")
+            sys.stdout.flush()
+            try:
+                result = shell.run_cell(request["source"], store_history=False, silent=False)
+                err = result.error_before_exec or result.error_in_exec
+            except BaseException as exc:  # noqa: BLE001 - the cell may raise anything, even BaseException
+                err = exc
+            sys.stdout.flush()
+            sys.stderr.flush()
+            response = {"ok": err is None, "seconds": time.perf_counter() - t0}
+            if err is not None:
+                response["error"] = error_info(err)
+            write_message(fd_out, response)
+            continue
+        response, out_blobs = executor.handle(request, blobs)
+        sys.stdout.flush()
+        write_message(fd_out, response, out_blobs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

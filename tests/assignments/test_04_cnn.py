@@ -1,0 +1,402 @@
+"""04_cnn: realistic wrong implementations lose points on the intended checks; other correct ones don't.
+
+Every source below runs on top of the reference notebook's namespace (``check_code``), so
+``torch``, ``nn``, ``F``, the data loaders' imports and the reference's other functions are
+there; only the named function is replaced.  A pytest session per ``check_code`` call is the
+main cost, so the variants are graded in batches: batch ``i`` holds the ``i``-th variant of
+every function at once.  That is sound because each check calls only the function of its own
+cell and no variant below calls another function of the batch (``simple_cnn`` and ``fit``
+variants build their layers and measure accuracy themselves).
+
+The trained ``model`` is checked in ``test_04_cnn_model.py`` (it needs training).
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+from autograder.testing import check_code
+
+AID = "04_cnn"
+CELL = {"conv": "test_conv", "simple_cnn": "test_simple_cnn", "get_dataloaders": "test_get_dataloaders",
+        "accuracy": "test_accuracy", "fit": "test_fit"}
+POINTS = {"test_get_dataloaders": 8, "test_conv": 6, "test_simple_cnn": 7, "test_accuracy": 4, "test_fit": 10,
+          "test_model": 7}
+
+
+@dataclass(frozen=True)
+class Variant:
+    function: str
+    label: str
+    source: str
+    fails: frozenset[str] = frozenset()   # checks that must fail (empty: a correct version)
+    only: bool = False                    # ... and no other check of the cell
+    explains: tuple[str, str] = ("", "")  # (check, text its message must contain)
+
+    @property
+    def id(self) -> str:
+        return f"{self.function}-{self.label}"
+
+
+def wrong(function, label, source, fails, *, only=False, explains=("", "")) -> Variant:
+    return Variant(function, label, textwrap.dedent(source), frozenset(fails), only, explains)
+
+
+def correct(function, label, source) -> Variant:
+    return Variant(function, label, textwrap.dedent(source))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv
+
+C_ATTRS, C_PAD = "test_conv_conv2d_channels_kernel_and_stride", "test_conv_padding_is_half_the_kernel"
+C_RELU, C_FWD = "test_conv_relu_only_when_act", "test_conv_forward_matches_conv2d_and_relu"
+C_REF, C_REF_FWD = "test_conv_layers_match_reference", "test_conv_forward_matches_reference_with_the_same_weights"
+
+
+def conv_src(conv_line: str, tail: str = "return nn.Sequential(*layers)") -> str:
+    return ("def conv(ni, nf, ks=3, stride=2, act=True):\n"
+            f"    layers = [{conv_line}]\n"
+            "    if act:\n"
+            "        layers.append(nn.ReLU())\n"
+            f"    {tail}\n")
+
+
+CONV_VARIANTS = [
+    wrong("conv", "padding_missing", conv_src("nn.Conv2d(ni, nf, ks, stride)"), {C_PAD, C_FWD, C_REF, C_REF_FWD},
+          explains=(C_PAD, "padding=1 (ks // 2)")),
+    wrong("conv", "relu_even_without_act", """
+          def conv(ni, nf, ks=3, stride=2, act=True):
+              return nn.Sequential(nn.Conv2d(ni, nf, ks, stride, padding=ks // 2), nn.ReLU())
+          """, {C_RELU, C_FWD, C_REF, C_REF_FWD}, explains=(C_RELU, "exactly the layers ['Conv2d']")),
+    wrong("conv", "stride_never_passed", conv_src("nn.Conv2d(ni, nf, ks, padding=ks // 2)"),
+          {C_ATTRS, C_FWD, C_REF, C_REF_FWD}, explains=(C_ATTRS, "stride=(2, 2)")),
+    wrong("conv", "padding_always_1", conv_src("nn.Conv2d(ni, nf, ks, stride, padding=1)"),
+          {C_PAD, C_FWD, C_REF, C_REF_FWD}),
+    wrong("conv", "returns_a_list", conv_src("nn.Conv2d(ni, nf, ks, stride, padding=ks // 2)", "return layers"),
+          {C_ATTRS, C_PAD, C_RELU, C_FWD, C_REF, C_REF_FWD}),
+    wrong("conv", "no_bias", conv_src("nn.Conv2d(ni, nf, ks, stride, padding=ks // 2, bias=False)"),
+          {C_ATTRS, C_FWD, C_REF, C_REF_FWD}),
+    correct("conv", "ordered_dict_inplace_relu", """
+            from collections import OrderedDict
+            def conv(ni, nf, ks=3, stride=2, act=True):
+                parts = OrderedDict(conv=nn.Conv2d(in_channels=ni, out_channels=nf, kernel_size=(ks, ks),
+                                                   stride=(stride, stride), padding=(ks // 2, ks // 2)))
+                if act:
+                    parts["relu"] = nn.ReLU(inplace=True)
+                return nn.Sequential(parts)
+            """),
+    correct("conv", "sliced_list", """
+            def conv(ni, nf, ks=3, stride=2, act=True):
+                return nn.Sequential(*[nn.Conv2d(ni, nf, ks, stride, ks // 2), nn.ReLU()][:1 + bool(act)])
+            """),
+]
+
+# ---------------------------------------------------------------------------------------------
+# simple_cnn (self-contained: the variants do not call conv)
+
+S_SHAPE, S_PARAMS = "test_simple_cnn_maps_images_to_ten_logits", "test_simple_cnn_has_at_most_60000_parameters"
+S_LINEAR, S_NEG = "test_simple_cnn_has_no_linear_layer", "test_simple_cnn_logits_can_be_negative"
+S_GRID, S_FRESH = ("test_simple_cnn_reaches_a_1x1_grid_of_10_channels_before_flatten",
+                   "test_simple_cnn_returns_a_new_model_each_call")
+
+BLOCK = """
+def _blk(ni, nf, ks=3, stride=2, act=True):
+    layers = [nn.Conv2d(ni, nf, ks, stride, padding=ks // 2)]
+    return nn.Sequential(*(layers + [nn.ReLU()] * bool(act)))
+"""
+
+
+def cnn_src(body: str) -> str:
+    return BLOCK + "\ndef simple_cnn():\n" + textwrap.indent(textwrap.dedent(body).strip() + "\n", "    ")
+
+
+SIMPLE_CNN_VARIANTS = [
+    wrong("simple_cnn", "relu_after_the_last_conv", cnn_src("""
+          return nn.Sequential(_blk(1, 8, ks=5), _blk(8, 16), _blk(16, 32), _blk(32, 64), _blk(64, 10),
+                               nn.Flatten())
+          """), {S_NEG}, only=True, explains=(S_NEG, "ReLU after the last convolution")),
+    wrong("simple_cnn", "linear_head", cnn_src("""
+          return nn.Sequential(_blk(1, 8, ks=5), _blk(8, 16), _blk(16, 32), _blk(32, 64), nn.Flatten(),
+                               nn.Linear(64 * 2 * 2, 10))
+          """), {S_LINEAR, S_GRID}, only=True, explains=(S_LINEAR, "Linear")),
+    wrong("simple_cnn", "stride_1_everywhere", cnn_src("""
+          return nn.Sequential(_blk(1, 8, 5, 1), _blk(8, 16, 3, 1), _blk(16, 32, 3, 1), _blk(32, 64, 3, 1),
+                               _blk(64, 10, 3, 1, act=False), nn.Flatten())
+          """), {S_SHAPE, S_GRID}, explains=(S_SHAPE, "got (1, 7840)")),
+    wrong("simple_cnn", "one_shared_model", BLOCK + textwrap.dedent("""
+          _NET = nn.Sequential(_blk(1, 8, ks=5), _blk(8, 16), _blk(16, 32), _blk(32, 64),
+                               _blk(64, 10, act=False), nn.Flatten())
+          def simple_cnn():
+              return _NET
+          """), {S_FRESH}, only=True),
+    wrong("simple_cnn", "too_many_channels", cnn_src("""
+          return nn.Sequential(_blk(1, 16, ks=5), _blk(16, 32), _blk(32, 64), _blk(64, 128),
+                               _blk(128, 10, act=False), nn.Flatten())
+          """), {S_PARAMS}, only=True, explains=(S_PARAMS, "it has 108,938")),
+    wrong("simple_cnn", "no_flatten", cnn_src("""
+          return nn.Sequential(_blk(1, 8, ks=5), _blk(8, 16), _blk(16, 32), _blk(32, 64),
+                               _blk(64, 10, act=False))
+          """), {S_SHAPE, S_GRID}),
+    correct("simple_cnn", "module_subclass", """
+            class _Net(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    chans = [1, 8, 16, 32, 64]
+                    self.body = nn.ModuleList(nn.Conv2d(a, b, 5 if a == 1 else 3, 2, 2 if a == 1 else 1)
+                                              for a, b in zip(chans, chans[1:]))
+                    self.head = nn.Conv2d(64, 10, 3, 2, 1)
+                    self.flatten = nn.Flatten()
+                def forward(self, x):
+                    for layer in self.body:
+                        x = F.relu(layer(x))
+                    return self.flatten(self.head(x))
+            def simple_cnn():
+                return _Net()
+            """),
+    correct("simple_cnn", "fastbook_4_channels", cnn_src("""
+            return nn.Sequential(_blk(1, 4), _blk(4, 8), _blk(8, 16), _blk(16, 32), _blk(32, 10, act=False),
+                                 nn.Flatten())
+            """)),
+]
+
+# ---------------------------------------------------------------------------------------------
+# get_dataloaders
+
+G_SHAPES, G_NORM = "test_get_dataloaders_batch_shapes", "test_get_dataloaders_normalised_with_training_statistics"
+G_STATS, G_SHUF = ("test_get_dataloaders_training_images_have_mean_0_std_1",
+                   "test_get_dataloaders_training_set_is_shuffled")
+G_VALID, G_DEFAULT = "test_get_dataloaders_validation_is_the_test_split_in_order", "test_get_dataloaders_default_batch_size"
+G_REF = "test_get_dataloaders_every_validation_image_matches_reference"
+
+
+def loaders_src(normalise: str = "(x - mean) / std", *, train_shuffle="True", valid_shuffle="False",
+                channel: str = ".unsqueeze(1)", stats: str = "train_x", bs: str = "batch_size") -> str:
+    return f"""
+def get_dataloaders(batch_size=256, root=DATA_DIR):
+    train_ds = torchvision.datasets.FashionMNIST(root, train=True, download=False)
+    valid_ds = torchvision.datasets.FashionMNIST(root, train=False, download=False)
+    train_x, valid_x = train_ds.data.float() / 255, valid_ds.data.float() / 255
+    mean, std = {stats}.mean(), {stats}.std()
+    def norm(x):
+        return ({normalise}){channel}
+    return (DataLoader(TensorDataset(norm(train_x), train_ds.targets), batch_size={bs}, shuffle={train_shuffle}),
+            DataLoader(TensorDataset(norm(valid_x), valid_ds.targets), batch_size=500, shuffle={valid_shuffle}))
+"""
+
+
+LOADER_VARIANTS = [
+    wrong("get_dataloaders", "not_normalised", loaders_src("x"), {G_NORM, G_STATS, G_REF},
+          explains=(G_NORM, "(pixel / 255 - 0.0000) / 1.0000")),
+    wrong("get_dataloaders", "validation_statistics", loaders_src(stats="valid_x"), {G_NORM, G_REF},
+          only=True, explains=(G_NORM, "(pixel / 255 - 0.2868)")),
+    wrong("get_dataloaders", "validation_shuffled", loaders_src(valid_shuffle="True"), {G_VALID, G_REF},
+          only=True),
+    wrong("get_dataloaders", "training_not_shuffled", loaders_src(train_shuffle="False"), {G_SHUF}, only=True),
+    wrong("get_dataloaders", "no_channel_axis", loaders_src(channel=""), {G_SHAPES, G_DEFAULT}),
+    wrong("get_dataloaders", "each_image_standardised",
+          loaders_src("(x - x.mean(dim=(1, 2), keepdim=True)) / x.std(dim=(1, 2), keepdim=True)"), {G_NORM, G_REF}),
+    wrong("get_dataloaders", "batch_size_ignored", loaders_src(bs="256"), {G_SHAPES}, only=True),
+    wrong("get_dataloaders", "mnist_constants", loaders_src("(x - 0.1307) / 0.3081"), {G_NORM, G_STATS, G_REF}),
+    correct("get_dataloaders", "torchvision_transforms", """
+            import torchvision.transforms as T
+            def get_dataloaders(batch_size=256, root=DATA_DIR):
+                raw = torchvision.datasets.FashionMNIST(root, train=True, download=False).data.double() / 255
+                tfm = T.Compose([T.ToTensor(), T.Normalize((raw.mean().item(),), (raw.std().item(),))])
+                train_ds = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=tfm)
+                valid_ds = torchvision.datasets.FashionMNIST(root, train=False, download=False, transform=tfm)
+                return (DataLoader(train_ds, batch_size=batch_size, shuffle=True),
+                        DataLoader(valid_ds, batch_size=1000))
+            """),
+    correct("get_dataloaders", "rounded_published_constants", loaders_src("(x - 0.2860) / 0.3530")),
+]
+
+# ---------------------------------------------------------------------------------------------
+# accuracy
+
+A_SMALL, A_FLOAT = "test_accuracy_small_example", "test_accuracy_returns_a_python_float"
+A_RANDOM, A_REF = "test_accuracy_matches_argmax_on_random_logits", "test_accuracy_matches_reference"
+
+ACCURACY_VARIANTS = [
+    wrong("accuracy", "argmax_over_the_batch", """
+          def accuracy(logits, targets):
+              return (logits.argmax(dim=0) == targets).float().mean().item()
+          """, {A_SMALL, A_RANDOM, A_REF}),
+    wrong("accuracy", "returns_a_tensor", """
+          def accuracy(logits, targets):
+              return (logits.argmax(dim=1) == targets).float().mean()
+          """, {A_FLOAT}, only=True, explains=(A_FLOAT, "tensor() float32")),
+    wrong("accuracy", "softmax_over_the_batch", """
+          def accuracy(logits, targets):
+              probs = torch.softmax(logits, dim=0)
+              return (probs.argmax(dim=1) == targets).float().mean().item()
+          """, {A_RANDOM, A_REF}),
+    wrong("accuracy", "count_not_share", """
+          def accuracy(logits, targets):
+              return float((logits.argmax(dim=1) == targets).sum())
+          """, {A_SMALL, A_RANDOM, A_REF}),
+    wrong("accuracy", "binary_threshold", """
+          def accuracy(logits, targets):
+              return ((logits.sigmoid() > 0.5).float().max(dim=1).indices == targets).float().mean().item()
+          """, {A_RANDOM, A_REF}),
+    correct("accuracy", "softmax_probabilities", """
+            def accuracy(logits, targets):
+                preds = torch.softmax(logits, dim=-1).max(dim=-1).indices
+                return torch.eq(preds, targets).sum().item() / targets.numel()
+            """),
+]
+
+# ---------------------------------------------------------------------------------------------
+# fit (self-contained: the variants measure accuracy themselves)
+
+F_FMT, F_TRAIN = "test_fit_returns_one_dict_per_epoch", "test_fit_trains_in_training_mode_with_gradients"
+F_EVAL, F_NOGRAD = "test_fit_evaluates_in_eval_mode", "test_fit_evaluates_without_gradients"
+F_OPT, F_FROZEN = "test_fit_uses_opt_func_with_lr", "test_fit_reports_the_losses_of_a_frozen_model"
+F_EASY, F_REF = "test_fit_learns_an_easy_problem", "test_fit_trains_like_the_reference"
+F_REFHIST = "test_fit_validation_history_matches_reference"
+
+FIT_PARTS = {
+    "opt": "opt = opt_func(model.parameters(), lr=lr)",
+    "train_mode": "model.train()",
+    "step": "loss.backward()\n            opt.step()\n            opt.zero_grad()",
+    "loss": "F.cross_entropy(model(xb), yb)",
+    "train_loss": "sum(losses) / len(losses)",
+    "eval_mode": "model.eval()",
+    "no_grad": "with torch.no_grad():",
+    "row": '{"epoch": epoch, "train_loss": train_loss, "valid_loss": total / n, "valid_acc": correct / n}',
+}
+
+
+def fit_src(before_loop: str = "", **parts) -> str:
+    p = {**FIT_PARTS, **parts}
+    return f"""
+def fit(model, epochs, lr, train_dl, valid_dl, opt_func=torch.optim.SGD):
+    {p['opt']}
+    {before_loop}
+    history = []
+    for epoch in range(epochs):
+        {p['train_mode']}
+        losses = []
+        for xb, yb in train_dl:
+            loss = {p['loss']}
+            {p['step']}
+            losses.append(loss.item())
+        train_loss = {p['train_loss']}
+        {p['eval_mode']}
+        total, correct, n = 0.0, 0, 0
+        {p['no_grad']}
+            for xb, yb in valid_dl:
+                out = model(xb)
+                total += F.cross_entropy(out, yb, reduction="sum").item()
+                correct += (out.argmax(dim=1) == yb).sum().item()
+                n += len(yb)
+        history.append({p['row']})
+    return history
+"""
+
+
+FIT_VARIANTS = [
+    wrong("fit", "never_calls_eval", fit_src(eval_mode="pass"), {F_EVAL}, only=True,
+          explains=(F_EVAL, "call model.eval()")),
+    wrong("fit", "validates_with_gradients", fit_src(no_grad="if True:"), {F_NOGRAD}, only=True,
+          explains=(F_NOGRAD, "torch.no_grad()")),
+    wrong("fit", "forgets_zero_grad", fit_src(step="loss.backward()\n            opt.step()"), {F_REF, F_REFHIST}),
+    wrong("fit", "train_mode_set_once", fit_src(before_loop="model.train()", train_mode="pass"), {F_TRAIN},
+          only=True, explains=(F_TRAIN, "ran in eval mode")),
+    wrong("fit", "new_optimizer_every_epoch",
+          fit_src(opt="pass", train_mode="model.train()\n        opt = opt_func(model.parameters(), lr=lr)"),
+          {F_REF}, only=True),
+    wrong("fit", "keras_style_keys", fit_src(row='{"epoch": epoch, "loss": train_loss, "val_loss": total / n, '
+                                                 '"val_acc": correct / n}'),
+          {F_FMT, F_FROZEN, F_EASY, F_REFHIST}, explains=(F_FMT, "exactly the keys")),
+    wrong("fit", "train_loss_of_the_last_batch", fit_src(train_loss="losses[-1]"), {F_FROZEN}, only=True),
+    wrong("fit", "nll_loss_on_logits", fit_src(loss="F.nll_loss(model(xb), yb)"), {F_FROZEN, F_REF}),
+    wrong("fit", "always_sgd", fit_src(opt="opt = torch.optim.SGD(model.parameters(), lr=lr)"), {F_OPT, F_REF},
+          only=True),
+    correct("fit", "zero_grad_first_inference_mode_weighted", """
+            def fit(model, epochs, lr, train_dl, valid_dl, opt_func=torch.optim.SGD):
+                opt = opt_func(model.parameters(), lr)
+                history = []
+                for epoch in range(1, epochs + 1):
+                    model.train()
+                    seen, running = 0, 0.0
+                    for xb, yb in train_dl:
+                        model.zero_grad()
+                        loss = F.cross_entropy(model(xb), yb)
+                        loss.backward()
+                        opt.step()
+                        running += loss.item() * len(yb)
+                        seen += len(yb)
+                    model.eval()
+                    with torch.inference_mode():
+                        pairs = [(model(xb), yb) for xb, yb in valid_dl]
+                    logits = torch.cat([p[0] for p in pairs])
+                    targets = torch.cat([p[1] for p in pairs])
+                    history.append(dict(epoch=epoch, train_loss=running / seen,
+                                        valid_loss=F.cross_entropy(logits, targets).item(),
+                                        valid_acc=(logits.argmax(1) == targets).float().mean().item()))
+                return history
+            """),
+]
+
+ALL = [CONV_VARIANTS, SIMPLE_CNN_VARIANTS, LOADER_VARIANTS, ACCURACY_VARIANTS, FIT_VARIANTS]
+N_BATCHES = max(len(vs) for vs in ALL)
+
+
+def batch_of(variant: Variant) -> int:
+    for vs in ALL:
+        if variant in vs:
+            return vs.index(variant)
+    raise KeyError(variant.id)
+
+
+@functools.cache
+def graded_batch(i: int):
+    members = [vs[i] for vs in ALL if i < len(vs)]
+    results = check_code(AID, {v.function: v.source for v in members},
+                         cells=[CELL[v.function] for v in members])
+    return results
+
+
+def results_for(variant: Variant) -> dict:
+    cell = CELL[variant.function]
+    return {name: r for name, r in graded_batch(batch_of(variant)).items() if r.cell == cell}
+
+
+@pytest.mark.parametrize("variant", [v for vs in ALL for v in vs], ids=lambda v: v.id)
+def test_variant(variant):
+    results = results_for(variant)
+    assert results, f"no checks ran for {variant.function}"
+    errors = {n: r.message for n, r in results.items() if r.status == "error"}
+    assert not errors, errors
+    failed = {n for n, r in results.items() if not r.passed}
+    if not variant.fails:
+        assert not failed, {n: results[n].message for n in failed}
+        assert sum(r.points for r in results.values()) == POINTS[CELL[variant.function]]
+        return
+    assert variant.fails <= failed, (f"expected to fail {sorted(variant.fails - failed)}; "
+                                     f"failed {sorted(failed)}")
+    if variant.only:
+        assert failed == variant.fails, f"also failed {sorted(failed - variant.fails)}"
+    assert sum(r.points for r in results.values()) < POINTS[CELL[variant.function]]
+    check, text = variant.explains
+    if check:
+        assert text in results[check].message, results[check].message
+
+
+def test_every_function_has_three_wrong_and_one_correct_variant():
+    for vs in ALL:
+        assert sum(bool(v.fails) for v in vs) >= 3 and sum(not v.fails for v in vs) >= 1, vs[0].function
+
+
+def test_reference_gets_full_marks_on_its_functions():
+    results = check_code(AID, {}, cells=list(CELL.values()))
+    assert {n: r.message for n, r in results.items() if not r.passed} == {}
+    by_cell: dict[str, float] = {}
+    for r in results.values():
+        by_cell[r.cell] = by_cell.get(r.cell, 0) + r.points
+    assert by_cell == {c: POINTS[c] for c in CELL.values()}

@@ -1,0 +1,86 @@
+"""Wrong and alternative answers for 02_conv_arithmetic, for the demo course (``autograder/demo.py``).
+
+Built from ``tests/assignments/test_02_conv_arithmetic.py`` (not copied): the wrong versions are its
+``*_WRONG`` dicts (label -> (source, checks that must fail)); the alternatives are the sources it passes
+to ``assert_full_marks`` in its tests, found by reading the module's syntax tree.
+
+- ``WRONG``: "<grade id>/<mistake>" -> {grade id of the answer cell: the cell's source}, the functions
+  taking turns (the demo picks every 3rd / 4th entry);
+- ``ALTERNATIVE``: "<grade id>/<approach>" -> {grade id: source}, other correct answers.
+
+Every source is a whole answer cell, with the imports it uses; the grade id is the name it defines.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+import textwrap
+from itertools import zip_longest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the demo loads this file by path
+    sys.path.insert(0, str(ROOT))
+
+from tests.assignments import test_02_conv_arithmetic as t02  # noqa: E402
+
+IMPORTS = {"torch": "import torch", "F": "import torch.nn.functional as F", "nn": "from torch import nn",
+           "math": "import math"}
+
+
+def answer_cell(source: str) -> str:
+    """``source`` as a student's answer cell: dedented, with imports of the modules it uses but does not import."""
+    code = re.sub(r"(\bdef [^\n]*:\n)(?:[ \t]*\n)+", r"\1", textwrap.dedent(source).strip("\n"))
+    tree = ast.parse(code)
+    imported = {alias.asname or alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names}
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    header = [line for name, line in IMPORTS.items() if name in used - imported]
+    return "\n".join(header) + "\n\n" + code if header else code
+
+
+def defined_function(source: str) -> str:
+    """The name of the (only) function an answer cell defines: the cell's grade id."""
+    names = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+    assert len(names) == 1, f"expected one function, got {names}"
+    return names[0]
+
+
+def _wrong_by_function() -> dict[str, list[tuple[str, str]]]:
+    """grade id -> [(label, cell source)] from every ``*_WRONG`` dict of the test module, in its order."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, variants in vars(t02).items():
+        if name.endswith("_WRONG") and isinstance(variants, dict):
+            for label, (source, _must_fail) in variants.items():
+                cell = answer_cell(source)
+                out.setdefault(defined_function(cell), []).append((label, cell))
+    return out
+
+
+def _alternatives() -> list[tuple[str, str]]:
+    """(approach, cell source) of every ``assert_full_marks(cell, source)`` in the test module's tests."""
+    out = []
+    for test in ast.parse(inspect.getsource(t02)).body:
+        if not (isinstance(test, ast.FunctionDef) and test.name.startswith("test_")):
+            continue
+        for node in ast.walk(test):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "assert_full_marks":
+                cell = answer_cell(eval(compile(ast.Expression(node.args[1]), t02.__file__, "eval"), vars(t02)))
+                function = defined_function(cell)
+                approach = test.name.removeprefix(f"test_{function}_").removesuffix("_gets_full_marks")
+                out.append((f"{function}/{approach}", cell))
+    return out
+
+
+def _interleaved(by_function: dict[str, list]) -> list[tuple[str, object]]:
+    """(function, variant): the first variant of every function, then the second of every function, ..."""
+    rounds = zip_longest(*[[(fn, v) for v in vs] for fn, vs in by_function.items()])
+    return [pair for pairs in rounds for pair in pairs if pair is not None]
+
+
+WRONG: dict[str, dict[str, str]] = {f"{fn}/{label}": {fn: cell}
+                                    for fn, (label, cell) in _interleaved(_wrong_by_function())}
+ALTERNATIVE: dict[str, dict[str, str]] = {name: {defined_function(cell): cell} for name, cell in _alternatives()}
