@@ -59,7 +59,8 @@ def sandbox_config(assignment: Assignment, threads: int | None = None, **overrid
     config = SandboxConfig(memory_mb=settings.memory_mb,
                            threads=threads or settings.threads or default_threads(),
                            hide_roots=roots, visible=visible, hidden=hidden,
-                           extra_env={"CNN_COURSE_DATA": str(data_dir()), "TORCH_HOME": str(torch_home())})
+                           extra_env={"CNN_COURSE_DATA": str(data_dir()), "TORCH_HOME": str(torch_home())},
+                           readable=[p for p in (data_dir(), torch_home()) if Path(p).exists()])
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

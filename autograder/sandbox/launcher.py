@@ -49,6 +49,7 @@ class SandboxConfig:
     visible: list[Path] = field(default_factory=list)   # inside course_root, shown read-only
     hidden: list[Path] = field(default_factory=list)    # inside a visible path, hidden again
     extra_env: dict[str, str] = field(default_factory=dict)
+    readable: list[Path] = field(default_factory=list)  # what the sandbox user must be able to read (data)
 
 
 class WorkerError(Exception):
@@ -85,41 +86,120 @@ def _sandbox_user() -> pwd.struct_passwd | None:
         return None
 
 
-def _can_run_python_as(user: pwd.struct_passwd) -> bool:
+_PROBE_SCRIPT = r"""
+import os, sys
+for top in sys.argv[1:]:
+    for folder, dirs, files in os.walk(top):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                f.read(1)
+import importlib.util
+import autograder.sandbox.worker
+import numpy
+torch = os.path.dirname(importlib.util.find_spec("torch").origin)  # importing it costs seconds: read it instead
+for folder in (torch, os.path.join(torch, "lib")):
+    for name in os.listdir(folder):
+        if os.path.isfile(os.path.join(folder, name)):
+            with open(os.path.join(folder, name), "rb") as f:
+                f.read(1)
+"""
+
+
+def _worker_can_start_as(user: pwd.struct_passwd, readable: tuple[str, ...]) -> str:
+    """Run the worker's imports (and read the data) as ``user``; '' when that works, else why not."""
+    env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG") if k in os.environ}
+    env.update({"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"})
     try:
-        probe = subprocess.run([sys.executable, "-S", "-c", "import os"], user=user.pw_uid, group=user.pw_gid,
-                               extra_groups=[], capture_output=True, cwd="/")
-    except OSError:
-        return False
-    return probe.returncode == 0
+        probe = subprocess.run([sys.executable, "-c", _PROBE_SCRIPT, *readable], user=user.pw_uid,
+                               group=user.pw_gid, extra_groups=[], capture_output=True, cwd="/", env=env,
+                               timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if probe.returncode == 0:
+        return ""
+    lines = probe.stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else f"exit code {probe.returncode}"
 
 
-def _grant_traverse(user: pwd.struct_passwd) -> None:
-    """Let the sandbox user reach the Python environment (e.g. a pyenv under /root) with an ACL."""
+def _needed_trees(readable: tuple[str, ...]) -> list[Path]:
+    """Everything the worker reads: the interpreter, the environment, the grader's package, the data."""
+    package = Path(__file__).resolve().parents[1]
+    trees = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), package,
+             Path(sys.executable).resolve().parent}
+    trees.update(Path(p).resolve() for p in readable)
+    for entry in sys.path:  # an editable install puts the repository on sys.path
+        if entry and Path(entry).is_dir() and (Path(entry) / "autograder").is_dir():
+            trees.add(Path(entry).resolve())
+    return sorted(t for t in trees if t.exists())
+
+
+def _grant_access(user: pwd.struct_passwd, readable: tuple[str, ...]) -> None:
+    """Let the sandbox user traverse to, and read, what the worker needs, with ACLs (nothing else changes).
+
+    A checkout or environment made under a strict umask (077) is unreadable to other users; the
+    ACL names only the sandbox user, which has no other rights on this machine.
+    """
     if not shutil.which("setfacl"):
         return
-    targets = {Path(sys.executable).resolve(), Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
-    for target in targets:
-        for parent in [target, *target.parents]:
-            if parent.is_dir() and not (parent.stat().st_mode & 0o001):
-                subprocess.run(["setfacl", "-m", f"u:{user.pw_name}:x", str(parent)], capture_output=True)
+    trees = _needed_trees(readable)
+    parents = {parent for tree in trees for parent in tree.parents}
+    for parent in sorted(parents):
+        if parent.is_dir() and not (parent.stat().st_mode & 0o001):
+            subprocess.run(["setfacl", "-m", f"u:{user.pw_name}:x", str(parent)], capture_output=True)
+    package_root = Path(__file__).resolve().parents[2]
+    for tree in trees:
+        if tree == package_root:  # the repository itself: only the packages the worker imports
+            subprocess.run(["setfacl", "-m", f"u:{user.pw_name}:x", str(tree)], capture_output=True)
+            for name in ("autograder", "data_scripts"):
+                if (tree / name).exists():
+                    subprocess.run(["setfacl", "-R", "-m", f"u:{user.pw_name}:rX", str(tree / name)],
+                                   capture_output=True)
+            continue
+        subprocess.run(["setfacl", "-R", "-m", f"u:{user.pw_name}:rX", str(tree)], capture_output=True)
 
 
-_PROBED: dict | None = None
+def _cgroup_usable(kind: str | None) -> bool:
+    """Create a tiny cgroup and start a process in it; some containers allow the first but not the second."""
+    if kind is None:
+        return False
+    group = _Cgroup(kind, 256, 8)
+    if not group.ok:
+        return False
+    try:
+        subprocess.run(["true"], preexec_fn=group.enter, capture_output=True, check=True)
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        group.remove()
 
 
-def machine_protections() -> dict:
-    """What isolation can be used here (probed once per process)."""
-    global _PROBED
-    if _PROBED is not None:
-        return _PROBED
-    info = {"root": os.geteuid() == 0, "bwrap": bool(_bwrap()), "user": None, "cgroup": _cgroup_kind()}
+_PROBED: dict[tuple[str, ...], dict] = {}
+
+
+def machine_protections(readable: tuple[str, ...] = ()) -> dict:
+    """What isolation can be used here (probed once per process and set of data folders)."""
+    readable = tuple(sorted(str(p) for p in readable))
+    if readable in _PROBED:
+        return _PROBED[readable]
+    info: dict = {"root": os.geteuid() == 0, "bwrap": bool(_bwrap()), "user": None, "problems": []}
+    kind = _cgroup_kind()
+    info["cgroup"] = kind if _cgroup_usable(kind) else None
+    if kind and not info["cgroup"]:
+        info["problems"].append(f"cgroup {kind} is present but a process cannot be placed in a new group")
     if info["root"]:
         user = _sandbox_user()
-        if user is not None and not _can_run_python_as(user):
-            _grant_traverse(user)
-        if user is not None and _can_run_python_as(user):
-            info["user"] = user.pw_name
+        if user is not None:
+            why = _worker_can_start_as(user, readable)
+            if why:
+                _grant_access(user, readable)
+                why = _worker_can_start_as(user, readable)
+            if why:
+                info["problems"].append(f"the sandbox user {user.pw_name} cannot start the worker: {why}")
+            else:
+                info["user"] = user.pw_name
+        else:
+            info["problems"].append(f"no sandbox user {SANDBOX_USER} (useradd failed or is missing)")
     if info["bwrap"]:
         uid = pwd.getpwnam(info["user"]).pw_uid if info["user"] else None
         probe = subprocess.run([_bwrap(), "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
@@ -128,8 +208,20 @@ def machine_protections() -> dict:
                                extra_groups=[] if uid is not None else None)
         info["bwrap"] = probe.returncode == 0
         info["bwrap_error"] = probe.stderr.decode(errors="replace").strip()[:200] if probe.returncode else ""
-    _PROBED = info
+        if probe.returncode:
+            info["problems"].append(f"bubblewrap cannot start here: {info['bwrap_error']}")
+    _PROBED[readable] = info
     return info
+
+
+def strong_isolation(readable: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """Whether workers start under bubblewrap (as an unprivileged user), and if not, why not."""
+    info = machine_protections(readable)
+    strong = info["bwrap"] and (info["user"] is not None or not info["root"])
+    if strong:
+        return True, ""
+    reasons = info["problems"] or ([] if _bwrap() else ["bubblewrap (bwrap) is not installed"])
+    return False, "; ".join(reasons) or "no unprivileged user to run bubblewrap as"
 
 
 # -- cgroups ------------------------------------------------------------------------------
@@ -238,9 +330,34 @@ class Worker:
     # -- start -------------------------------------------------------------------------
     def _start(self) -> None:
         cfg = self.config
-        probe = machine_protections()
+        probe = machine_protections(tuple(str(p) for p in cfg.readable))
         user = pwd.getpwnam(probe["user"]) if (cfg.use_user and probe["user"]) else None
         use_bwrap = cfg.use_bwrap and probe["bwrap"] and (user is not None or os.geteuid() != 0)
+        failed = ""
+        try:
+            self._launch(probe, user, use_bwrap)
+        except WorkerDied as exc:
+            # Nothing of the student's has run yet: a worker that dies at start is the machine's problem.
+            # Say so once, and go on with the layers that work rather than losing every grade.
+            if not (user or use_bwrap) or self._start_timed_out:
+                raise
+            self._reader.join(timeout=5)
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            failed = (f"the worker could not start under {'bubblewrap' if use_bwrap else 'the sandbox user'}"
+                      f" ({exc})")
+            for info in _PROBED.values():  # later workers in this process start without those layers
+                info["user"] = None
+                info["bwrap"] = False
+                info["problems"].append(failed[:500])
+            print(f"autograder: warning: {failed}; grading goes on with weaker isolation", file=sys.stderr)
+            self._output = bytearray()
+            self._launch(probe, None, False)
+        if probe["problems"]:
+            self.protections["machine"] = "; ".join(probe["problems"])
+
+    def _launch(self, probe: dict, user: pwd.struct_passwd | None, use_bwrap: bool) -> None:
+        cfg = self.config
         self.cgroup = _Cgroup(probe["cgroup"], cfg.memory_mb, cfg.max_processes) if probe["cgroup"] else None
         if self.cgroup is not None and not self.cgroup.ok:
             self.cgroup = None
@@ -297,6 +414,7 @@ class Worker:
         try:
             hello, _ = read_message(self.fd_r, time.monotonic() + 120)
         except (ChannelClosed, ChannelTimeout, ProtocolError) as exc:
+            self._start_timed_out = isinstance(exc, ChannelTimeout)
             self.kill()
             raise WorkerDied(f"the sandboxed worker did not start ({type(exc).__name__}); "
                              f"its output:\n{self.output()[-2000:]}") from None

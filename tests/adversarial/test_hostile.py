@@ -18,15 +18,15 @@ from nbformat.v4 import new_code_cell
 
 from autograder.assignments import REPO_ROOT
 from autograder.engine import grade_notebook
-from autograder.sandbox.launcher import machine_protections
+from autograder.sandbox.launcher import machine_protections, strong_isolation
 
 from .conftest import CORRECT, FULL_SCORE, WRONG, by_name
 
 pytestmark = pytest.mark.slow
 
-BWRAP = machine_protections()["bwrap"] and (machine_protections()["user"] is not None or not machine_protections()["root"])
+BWRAP, NO_BWRAP_REASON = strong_isolation()
 PROCESS_CAP = bool(machine_protections()["cgroup"] or machine_protections()["user"])
-needs_bwrap = pytest.mark.skipif(not BWRAP, reason="bubblewrap (with an unprivileged user) is not available here")
+needs_bwrap = pytest.mark.skipif(not BWRAP, reason=f"no bubblewrap sandbox on this machine: {NO_BWRAP_REASON}")
 
 DAEMON = 'import os, time\nif os.fork():\n    os._exit(0)\nos.setsid()\ntime.sleep(3)\n'
 
