@@ -38,6 +38,18 @@ def run_notebook(path: Path | str, timeout: int = 600, env: dict | None = None) 
                 os.environ[k] = v
 
 
+def cell_values(nb) -> dict[str, float | None]:
+    """grade id -> the number each executed test cell displayed (its points; None when it showed none)."""
+    from autograder.notebooks import grade_id, is_test_cell
+
+    values = {}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_test_cell(cell):
+            results = [o for o in cell.get("outputs", []) if o.get("output_type") == "execute_result"]
+            values[grade_id(cell)] = float(results[-1]["data"]["text/plain"]) if results else None
+    return values
+
+
 @pytest.fixture(scope="session")
 def fashion_mnist_root() -> Path:
     """The data folder holding Fashion-MNIST (``make data`` fetches it)."""

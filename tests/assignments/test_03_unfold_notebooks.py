@@ -11,7 +11,7 @@ import pytest
 
 from autograder.authoring import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
-from tests.conftest import REPO, run_notebook
+from tests.conftest import REPO, cell_values, run_notebook
 
 AID = "03_unfold"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
@@ -20,15 +20,6 @@ POINTS = {"test_col2im_shape": 5, "test_im2col": 10, "test_conv2d_unfold": 12}
 BUDGET_S = 60
 FUNCTIONS = ("col2im_shape", "im2col", "conv2d_unfold")
 
-
-def cell_values(nb) -> dict[str, float]:
-    """grade id -> the number each executed test cell displayed (its points)."""
-    values = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and is_test_cell(cell):
-            results = [o for o in cell.get("outputs", []) if o.get("output_type") == "execute_result"]
-            values[grade_id(cell)] = float(results[-1]["data"]["text/plain"]) if results else None
-    return values
 
 
 def test_notebook_layout_and_points():

@@ -13,7 +13,7 @@ import torch
 
 from autograder.authoring import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
-from tests.conftest import REPO, run_notebook
+from tests.conftest import REPO, cell_values, run_notebook
 
 AID = "05_activation_stats"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
@@ -24,15 +24,6 @@ WRITTEN = {"q_dead_units": 2, "q_batch_size": 2, "q_batchnorm": 2}
 FUNCTIONS = ("ActivationStats", "dead_fraction", "color_dim", "conv_bn", "fit_one_cycle")
 BUDGET_S = 120
 
-
-def cell_values(nb) -> dict[str, float | None]:
-    """grade id -> the number each executed test cell displayed (its points)."""
-    values = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and is_test_cell(cell):
-            results = [o for o in cell.get("outputs", []) if o.get("output_type") == "execute_result"]
-            values[grade_id(cell)] = float(results[-1]["data"]["text/plain"]) if results else None
-    return values
 
 
 def test_notebook_layout_and_points():

@@ -17,21 +17,13 @@ import pytest
 from autograder.assignments import Course
 from autograder.authoring import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_test_cell
-from tests.conftest import run_notebook
+from tests.conftest import cell_values, run_notebook
 
 AID = "06_transfer_learning"
 NOTEBOOK_BUDGET_S = 150
 POINTS = {"test_load_alexnet": 5, "test_to_nchw": 6, "test_preprocess": 7, "test_extract_features": 7,
           "test_freeze_features": 5, "test_replace_classifier": 7, "test_train_head": 7}
 
-
-def cell_values(nb) -> dict[str, float]:
-    values = {}
-    for cell in nb.cells:
-        if is_test_cell(cell):
-            results = [o for o in cell.outputs if o.output_type == "execute_result"]
-            values[grade_id(cell)] = float(results[0].data["text/plain"]) if results else None
-    return values
 
 
 def stderr_of_test_cells(nb) -> dict[str, str]:

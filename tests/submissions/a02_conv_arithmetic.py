@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 import sys
-import textwrap
-from itertools import zip_longest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,27 +23,7 @@ if str(ROOT) not in sys.path:  # the demo loads this file by path
     sys.path.insert(0, str(ROOT))
 
 from tests.assignments import test_02_conv_arithmetic as t02  # noqa: E402
-
-IMPORTS = {"torch": "import torch", "F": "import torch.nn.functional as F", "nn": "from torch import nn",
-           "math": "import math"}
-
-
-def answer_cell(source: str) -> str:
-    """``source`` as a student's answer cell: dedented, with imports of the modules it uses but does not import."""
-    code = re.sub(r"(\bdef [^\n]*:\n)(?:[ \t]*\n)+", r"\1", textwrap.dedent(source).strip("\n"))
-    tree = ast.parse(code)
-    imported = {alias.asname or alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names}
-    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    header = [line for name, line in IMPORTS.items() if name in used - imported]
-    return "\n".join(header) + "\n\n" + code if header else code
-
-
-def defined_function(source: str) -> str:
-    """The name of the (only) function an answer cell defines: the cell's grade id."""
-    names = [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
-    assert len(names) == 1, f"expected one function, got {names}"
-    return names[0]
+from tests.submissions.answers import answer_cell, defined_function, interleaved  # noqa: E402
 
 
 def _wrong_by_function() -> dict[str, list[tuple[str, str]]]:
@@ -75,12 +52,6 @@ def _alternatives() -> list[tuple[str, str]]:
     return out
 
 
-def _interleaved(by_function: dict[str, list]) -> list[tuple[str, object]]:
-    """(function, variant): the first variant of every function, then the second of every function, ..."""
-    rounds = zip_longest(*[[(fn, v) for v in vs] for fn, vs in by_function.items()])
-    return [pair for pairs in rounds for pair in pairs if pair is not None]
-
-
 WRONG: dict[str, dict[str, str]] = {f"{fn}/{label}": {fn: cell}
-                                    for fn, (label, cell) in _interleaved(_wrong_by_function())}
+                                    for fn, (label, cell) in interleaved(_wrong_by_function())}
 ALTERNATIVE: dict[str, dict[str, str]] = {name: {defined_function(cell): cell} for name, cell in _alternatives()}
