@@ -11,6 +11,7 @@ grading); everything above it is grader overhead.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -39,8 +40,25 @@ def reference_submission(course: Course, aid: str, folder: Path) -> Path:
     return path
 
 
-def time_notebook_alone(course: Course, aid: str) -> float:
-    """The solution notebook without its test cells, in a fresh kernel: the computation's own cost."""
+# Run after the notebook (not timed): the accuracy the notebook's own training reached, where it trains.
+ACCURACY_PROBE = """
+import json as _json
+_acc = {}
+if "history" in globals() and isinstance(history, list) and history and "valid_acc" in history[-1]:
+    _acc["simple_cnn, validation"] = history[-1]["valid_acc"]
+if "RESULTS" in globals() and isinstance(RESULTS, dict):
+    _acc.update({f"{k}, validation": v["valid_acc"] for k, v in RESULTS.items() if "valid_acc" in v})
+if "feat_acc" in globals():
+    _acc["new head on AlexNet features, held out"] = feat_acc
+print("BENCHMARK-ACCURACY " + _json.dumps(_acc))
+"""
+
+
+def time_notebook_alone(course: Course, aid: str) -> tuple[float, dict[str, float]]:
+    """The solution notebook without its test cells, in a fresh kernel: the computation's own cost.
+
+    Also returns the accuracies the notebook reached (for the training assignments).
+    """
     from nbclient import NotebookClient
 
     a = course.get(aid)
@@ -48,9 +66,18 @@ def time_notebook_alone(course: Course, aid: str) -> float:
     nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
                                            and not c.metadata.get("nbgrader", {}).get("solution"))]
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(a.solution_notebook.parent)}})
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start
+    client.reset_execution_trackers()
+    with client.setup_kernel():
+        start = time.perf_counter()
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        seconds = time.perf_counter() - start
+        probe = nbformat.v4.new_code_cell(ACCURACY_PROBE)
+        nb.cells.append(probe)
+        client.execute_cell(probe, len(nb.cells) - 1)
+    text = "".join(o.get("text", "") for o in probe.get("outputs", []) if o.get("output_type") == "stream")
+    line = next((ln for ln in text.splitlines() if ln.startswith("BENCHMARK-ACCURACY ")), "BENCHMARK-ACCURACY {}")
+    return seconds, json.loads(line.split(" ", 1)[1])
 
 
 def time_engine(path: Path, aid: str) -> tuple[float, float, float]:
@@ -82,6 +109,42 @@ def time_nbgrader(course: Course, aid: str, path: Path) -> float:
         return elapsed
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def class_throughput(course: Course, aid: str, n: int, work: Path) -> dict:
+    """``grade-class`` on ``n`` submissions of ``aid`` with --jobs 1 and --jobs 2 (same scores, speed-up)."""
+    import csv
+    import subprocess
+    import sys
+
+    from autograder.demo import load_submissions
+
+    a = course.get(aid)
+    release = nbformat.read(a.release_notebook, as_version=4)
+    reference = solution_sources(nbformat.read(a.solution_notebook, as_version=4))
+    wrong = list(load_submissions(course, aid)["WRONG"].values())
+    folder = work / "class"
+    for i in range(n):
+        answers = dict(reference)
+        for mistake in wrong[i - 1::max(1, n - 1)] if i else []:  # student 0 is the reference
+            answers.update(mistake)
+        path = folder / f"student{i:02d}" / f"{aid}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(fill_answers(release, answers), path)
+    out = {}
+    for jobs in (1, 2):
+        dest = work / f"graded-jobs{jobs}"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(folder), "--jobs", str(jobs),
+                               "--out", str(dest), "--force"], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        with open(dest / "grades.csv") as f:
+            scores = sorted((row["student"], row["score"]) for row in csv.DictReader(f))
+        out[jobs] = (seconds, scores)
+    return {"n": n, "assignment": aid, "jobs1": out[1][0], "jobs2": out[2][0],
+            "same_scores": out[1][1] == out[2][1]}
 
 
 def conv_benchmark() -> list[tuple[str, float]]:
@@ -132,41 +195,102 @@ def machine() -> str:
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, nbgrader {nbg}")
 
 
+def _weights_note() -> str:
+    """Use the ImageNet AlexNet weights when present; otherwise a stand-in in a temporary TORCH_HOME, said loudly."""
+    from data_scripts.alexnet_standin import install_standin, weights_origin
+
+    origin = weights_origin()
+    if origin == "imagenet":
+        return "06 ran with the real ImageNet AlexNet weights."
+    if origin == "missing":
+        os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="bench-torch-home-")
+        install_standin()
+    return ("**STAND-IN WEIGHTS: 06 ran with random AlexNet weights of the right keys and shapes (the ImageNet "
+            "weights cannot be downloaded on this machine); its timings are real, its accuracy means nothing "
+            "about transfer learning.**")
+
+
+def _target(ok: bool, text: str) -> str:
+    return f"- [{'x' if ok else ' '}] {text}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ids", nargs="*")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--heavy-repeats", type=int, default=1, help="runs for 04-06, which train for minutes")
     parser.add_argument("--no-nbgrader", action="store_true")
+    parser.add_argument("--class-size", type=int, default=8, help="submissions for the --jobs 1/2 comparison (0: skip)")
+    parser.add_argument("--class-assignment", default="03_unfold")
     args = parser.parse_args(argv)
     course = Course()
     ids = args.ids or course.assignment_ids()
+    weights = _weights_note() if "06_transfer_learning" in ids else ""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    rows = []
+    rows, accuracies = [], {}
     for aid in ids:
+        repeats = args.heavy_repeats if aid[:2] in ("04", "05", "06") else args.repeats
         path = reference_submission(course, aid, work)
-        alone = statistics.median(time_notebook_alone(course, aid) for _ in range(args.repeats))
-        engine_runs = [time_engine(path, aid) for _ in range(args.repeats)]
+        alone_runs = [time_notebook_alone(course, aid) for _ in range(repeats)]
+        alone = statistics.median(t for t, _ in alone_runs)
+        accuracies.update({f"{aid}: {k}": v for k, v in alone_runs[0][1].items()})
+        engine_runs = [time_engine(path, aid) for _ in range(repeats)]
         engine = statistics.median(t for t, _, _ in engine_runs)
         score, max_score = engine_runs[0][1], engine_runs[0][2]
-        nbg = None if args.no_nbgrader else statistics.median(time_nbgrader(course, aid, path) for _ in range(args.repeats))
-        rows.append((aid, alone, engine, nbg, score, max_score))
+        nbg = None if args.no_nbgrader else statistics.median(time_nbgrader(course, aid, path) for _ in range(repeats))
+        rows.append((aid, alone, engine, nbg, score, max_score, repeats))
         print(f"{aid}: notebook {alone:.1f} s, engine {engine:.1f} s ({engine / alone:.2f}x), "
               f"nbgrader {'-' if nbg is None else f'{nbg:.1f} s'}, score {score:g}/{max_score:g}", flush=True)
+    klass = class_throughput(course, args.class_assignment, args.class_size, work) if args.class_size else None
+    if klass:
+        print(f"grade-class, {klass['n']} submissions: jobs 1 {klass['jobs1']:.0f} s, jobs 2 {klass['jobs2']:.0f} s", flush=True)
     conv = conv_benchmark()
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     lines = ["# Benchmark results", "", f"Machine: {machine()}", "",
-             f"Medians of {args.repeats} runs; ratios from the same run. `python -m benchmarks.run` regenerates this file.", "",
-             "| assignment | notebook alone (s) | engine grade (s) | engine / notebook | nbgrader autograde (s) | engine vs nbgrader | reference score |",
-             "|---|---|---|---|---|---|---|"]
-    for aid, alone, engine, nbg, score, max_score in rows:
+             f"Medians of {args.repeats} runs ({args.heavy_repeats} for 04-06, which train); ratios from the same run. "
+             "`python -m benchmarks.run` regenerates this file.", ""]
+    if weights:
+        lines += [weights, ""]
+    lines += ["| assignment | runs | notebook alone (s) | engine grade (s) | engine / notebook | nbgrader autograde (s) | engine / nbgrader | reference score |",
+              "|---|---|---|---|---|---|---|---|"]
+    for aid, alone, engine, nbg, score, max_score, repeats in rows:
         vs = "-" if nbg is None else f"{engine / nbg:.2f}x"
-        lines.append(f"| {aid} | {alone:.1f} | {engine:.1f} | {engine / alone:.2f}x | {'-' if nbg is None else f'{nbg:.1f}'} | {vs} | {score:g}/{max_score:g} |")
-    lines += ["", f"All reference notebooks alone: {sum(r[1] for r in rows):.0f} s.", "",
-              "## Convolution implementations (ms per batch of 64 Fashion-MNIST images)", "",
+        lines.append(f"| {aid} | {repeats} | {alone:.1f} | {engine:.1f} | {engine / alone:.2f}x | "
+                     f"{'-' if nbg is None else f'{nbg:.1f}'} | {vs} | {score:g}/{max_score:g} |")
+    total_alone = sum(r[1] for r in rows)
+    lines += ["", f"All reference notebooks alone: {total_alone:.0f} s ({total_alone / 60:.1f} min).", ""]
+    if accuracies:
+        lines += ["## Accuracy the solution notebooks reach", "", "| notebook: model | accuracy |", "|---|---|"]
+        lines += [f"| {name} | {acc:.4f} |" for name, acc in accuracies.items()]
+        lines += [""]
+    if klass:
+        speedup = klass["jobs1"] / klass["jobs2"]
+        lines += ["## Class throughput (`python -m autograder grade-class`)", "",
+                  f"{klass['n']} submissions of {klass['assignment']} (the reference and partly wrong ones), graded from scratch:", "",
+                  "| jobs | seconds | submissions per minute |", "|---|---|---|",
+                  f"| 1 | {klass['jobs1']:.0f} | {klass['n'] * 60 / klass['jobs1']:.1f} |",
+                  f"| 2 | {klass['jobs2']:.0f} | {klass['n'] * 60 / klass['jobs2']:.1f} |", "",
+                  f"Speed-up {speedup:.2f}x; the two runs gave {'the same' if klass['same_scores'] else 'DIFFERENT'} scores.", ""]
+    lines += ["## Convolution implementations (ms per batch of 64 Fashion-MNIST images)", "",
               "| implementation | ms |", "|---|---|"]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in conv]
-    lines += ["", "## Peak memory", "", f"Grader process: {peak_self:.0f} MiB; largest child (worker, kernel): {peak_children:.0f} MiB.", ""]
+    lines += ["", "## Peak memory", "",
+              f"Grader process (engine and reference in-process): {peak_self:.0f} MiB; largest child process "
+              f"(sandboxed worker, kernel, grade-class job): {peak_children:.0f} MiB.", ""]
+    lines += ["## Targets", ""]
+    for aid, alone, engine, nbg, *_ in rows:
+        lines.append(_target(engine <= 1.25 * alone, f"{aid}: grading overhead {engine / alone:.2f}x (target at most 1.25x)"))
+        if nbg is not None:
+            lines.append(_target(engine < nbg, f"{aid}: engine {engine:.1f} s vs nbgrader {nbg:.1f} s (engine faster)"))
+    if len(rows) == len(course.assignment_ids()):
+        lines.append(_target(total_alone <= 480, f"all six notebooks in {total_alone:.0f} s (target at most 480 s)"))
+    if klass:
+        lines.append(_target(speedup >= 1.6, f"--jobs 2 speed-up {speedup:.2f}x (target at least 1.6x)"))
+    lines.append(_target(max(peak_self, peak_children) < 4096,
+                         f"peak memory {max(peak_self, peak_children):.0f} MiB (target under 4096 MiB)"))
+    lines.append("")
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)

@@ -88,8 +88,13 @@ def _sandbox_user() -> pwd.struct_passwd | None:
 
 _PROBE_SCRIPT = r"""
 import os, sys
+def _raise(error):
+    raise error
 for top in sys.argv[1:]:
-    for folder, dirs, files in os.walk(top):
+    os.stat(top)  # raises when a folder on the way cannot be traversed
+    if os.path.isdir(top):
+        os.listdir(top)
+    for folder, dirs, files in os.walk(top, onerror=_raise):
         for name in files:
             with open(os.path.join(folder, name), "rb") as f:
                 f.read(1)

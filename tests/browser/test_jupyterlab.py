@@ -69,6 +69,7 @@ def jupyterlab(tmp_path_factory, fashion_mnist_root):
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
            "CNN_COURSE_DATA": str(fashion_mnist_root)}
+    env.pop("MPLBACKEND", None)  # other tests set Agg for their kernels; a student's JupyterLab draws inline
     log = open(home / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",

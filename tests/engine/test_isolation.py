@@ -69,3 +69,23 @@ def test_a_sandbox_that_cannot_start_falls_back_and_says_so(make_submission, gra
     assert report.protections["bubblewrap"] is False
     assert "could not start under bubblewrap" in report.protections["machine"]
     assert "weaker isolation" in capfd.readouterr().err
+
+
+def test_weights_in_a_private_folder_are_made_readable_to_the_sandbox(make_submission, grade, tmp_path,
+                                                                      monkeypatch):
+    """A TORCH_HOME under a 0700 folder (pytest's own temporary folders are) must not weaken the sandbox."""
+    from autograder.sandbox import launcher
+
+    if not strong_isolation()[0]:
+        pytest.skip("this machine has no bubblewrap sandbox")
+    private = tmp_path / "private"
+    (private / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    private.chmod(0o700)
+    weights = private / "torch" / "hub" / "checkpoints" / "weights.pth"
+    weights.write_bytes(b"x")
+    weights.chmod(0o600)
+    monkeypatch.setenv("TORCH_HOME", str(private / "torch"))
+    monkeypatch.setattr(launcher, "_PROBED", {})  # a private probe, so other tests keep the real one
+    report = grade(make_submission())
+    assert report.protections["bubblewrap"] is True, report.protections
+    assert "machine" not in report.protections, report.protections
