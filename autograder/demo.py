@@ -51,6 +51,18 @@ ROSTER = [
 ]
 
 
+def _why(course: Course, aid: str, student: str) -> str:
+    """The grader's one-line reason a submitted notebook is broken (nbgrader's is a traceback)."""
+    from .notebooks import NotebookError, read_notebook
+
+    for path in sorted((course.root / "submitted" / student / aid).glob("*.ipynb")):
+        try:
+            read_notebook(path)
+        except NotebookError as exc:
+            return f" ({exc})"
+    return ""
+
+
 def load_submissions(course: Course, assignment_id: str) -> dict:
     """Wrong and alternative answers of ``tests/submissions/a<id>.py`` (``WRONG``/``ALTERNATIVE`` dicts)."""
     path = course.root / "tests" / "submissions" / f"a{assignment_id}.py"
@@ -146,7 +158,8 @@ def run_demo(out: Path | None = None, assignment_ids: list[str] | None = None, f
             (out / "logs").mkdir(exist_ok=True)
             log = out / "logs" / f"autograde-{aid}-{name}.log"
             log.write_text(f"{result.get('log', '')}\n{result.get('error', '')}")
-            failures.append(f"{name}/{aid}: nbgrader could not grade this submission; see {log}")
+            failures.append(f"{name}/{aid}: nbgrader could not grade this submission{_why(course, aid, name)}; "
+                            f"nbgrader's log: {log}")
     for aid in tqdm(ids, desc="feedback (HTML)", unit="assignment"):
         api.generate_feedback(aid)
     table = grade_table(api.coursedir.db_url, ids)

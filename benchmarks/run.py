@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     if len(rows) == len(course.assignment_ids()):
         lines.append(_target(total_alone <= 480, f"all six notebooks in {total_alone:.0f} s (target at most 480 s)"))
     if klass:
-        lines.append(_target(speedup >= 1.6, f"--jobs 2 speed-up {speedup:.2f}x (target at least 1.6x)"))
+        lines.append(_target(speedup >= 1.6, f"--jobs 2 speed-up {speedup:.3f}x (target at least 1.6x)"))
     lines.append(_target(max(peak_self, peak_children) < 4096,
                          f"peak memory {max(peak_self, peak_children):.0f} MiB (target under 4096 MiB)"))
     lines.append("")
