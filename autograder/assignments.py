@@ -122,7 +122,15 @@ class Course:
                                       f"the release (one of {', '.join(known)}) or pass --assignment ID")
 
     def find_notebooks(self, folder: Path) -> list[Path]:
-        return sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        """The notebooks under ``folder``, never following symbolic links to folders.
+
+        A notebook that is itself a symbolic link is listed (reading it is refused with a reason).
+        """
+        found = []
+        for here, dirs, files in os.walk(folder, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints" and not d.startswith("."))
+            found += [Path(here) / f for f in files if f.endswith(".ipynb")]
+        return sorted(found)
 
 
 def load_release(assignment: Assignment):

@@ -8,7 +8,6 @@ message and zero points on what it breaks, and grading goes on.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ class BrokenSubmission(Namespace):
         super().__init__(label="your notebook", calls=[], _hung=set())
         self.reason = reason
 
-    def _roundtrip(self, request, blobs, timeout):
+    def _roundtrip(self, request, blobs, timeout, max_reply=None):
         raise SubmissionCrashed(self.reason)
 
 
@@ -41,24 +40,15 @@ def default_threads(jobs: int = 1) -> int:
 
 
 def sandbox_config(assignment: Assignment, threads: int | None = None, **overrides) -> SandboxConfig:
-    """Limits from the assignment's settings; the course and grader folders hidden except what the notebook needs."""
+    """Limits from the assignment's settings; what the worker may see (an allowlist, see sandbox/bwrap.py)."""
     from data_scripts.paths import data_dir, torch_home
 
     settings = assignment.settings
-    roots = sorted({assignment.course.root, REPO_ROOT}, key=lambda p: len(str(p)))
-    visible = [REPO_ROOT / "autograder", REPO_ROOT / "data_scripts", data_dir(), torch_home()]
-    prefix = Path(sys.prefix).resolve()
-    if any(prefix.is_relative_to(r) for r in roots):
-        visible.insert(0, prefix)
-    # Shown read-only: what lies inside the hidden course folders, and what lies in the folders the
-    # sandbox replaces with its own empty tmpfs (a TORCH_HOME or data folder under /tmp, say).
-    private = [Path(p) for p in ("/tmp", "/var/tmp", "/dev/shm")]
-    visible = [p for p in visible
-               if any(Path(p).resolve().is_relative_to(r) for r in [*roots, *private]) and Path(p).exists()]
-    hidden = [REPO_ROOT / "autograder" / "checks", assignment.course.checks_root]
+    readonly = [REPO_ROOT / "autograder", REPO_ROOT / "data_scripts", Path(data_dir()), Path(torch_home())]
+    hidden = [REPO_ROOT / "autograder" / "checks", assignment.course.checks_root, assignment.course.root / "solutions"]
     config = SandboxConfig(memory_mb=settings.memory_mb,
                            threads=threads or settings.threads or default_threads(),
-                           hide_roots=roots, visible=visible, hidden=hidden,
+                           readonly=[p for p in readonly if p.exists()], hidden=hidden,
                            extra_env={"CNN_COURSE_DATA": str(data_dir()), "TORCH_HOME": str(torch_home())},
                            readable=[p for p in (data_dir(), torch_home()) if Path(p).exists()])
     for key, value in overrides.items():
@@ -114,9 +104,9 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
 
     cells, notes = cells_to_run(nb, release)
     report.notes.extend(notes)
-    config = sandbox_config(assignment, threads)
-    for key, value in (config_overrides or {}).items():
-        setattr(config, key, value)
+    config = sandbox_config(assignment, threads, **(config_overrides or {}))
+    if not hidden:
+        config.allow_weak = True  # a self-check: the public checks only, on the student's own code and machine
     sub = SandboxNamespace(config=config, cells=cells, cell_timeout=settings.cell_timeout,
                            max_restarts=settings.max_restarts, default_timeout=settings.call_timeout,
                            deadline=time.monotonic() + settings.total_timeout,
@@ -129,9 +119,15 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
         report.cells = sub.outcomes
         results, problems = run_checks(files, sub, ref, hidden_files={assignment.hidden_checks})
         report.results, report.grader_problems = results, problems
+        if sub.unavailable:
+            report.grader_problems.append(f"the sandbox could not be restarted with full protections; "
+                                          f"the remaining checks did not run: {sub.unavailable}")
+        report.flags = list(sub.flags)
     finally:
         sub.close()
         report.protections = sub.protections
         report.student_output = sub.output_log[-20000:]
+    if hidden and sub.protections.get("weak_isolation_accepted"):
+        report.weak_isolation = sub.protections.get("machine") or "no bubblewrap sandbox"
     report.execution_time = time.monotonic() - start
     return report

@@ -23,19 +23,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sandbox.codec import Decoder, Encoder, HandleRef
+from .sandbox.codec import DecodeError, Decoder, Encoder, HandleRef
 from .sandbox.executor import Executor
-from .sandbox.forbid import describe_group
+from .sandbox.forbid import FORBIDDEN_GROUPS, describe_group
 
 
 class StudentError(Exception):
     """The notebook's code raised an exception (carried as text, never as the object)."""
 
     def __init__(self, info: dict, what: str = ""):
-        self.type_name = str(info.get("type", "Exception"))
-        self.mro = [str(x) for x in info.get("mro", [self.type_name])]
-        self.message = str(info.get("message", ""))
-        self.traceback = str(info.get("traceback", ""))
+        info = info if isinstance(info, dict) else {}
+        self.type_name = _short(info.get("type"), 200) or "Exception"
+        mro = info.get("mro")
+        self.mro = [_short(x, 200) for x in mro[:30]] if isinstance(mro, list) else [self.type_name]
+        self.message = _short(info.get("message"), 2000)
+        self.traceback = _short(info.get("traceback"), 8000)
         self.what = what
         super().__init__(self.describe())
 
@@ -52,13 +54,25 @@ class StudentError(Exception):
         return f"{where}raised {self.type_name}: {self.message}"
 
 
+def _short(value, limit: int) -> str:
+    """A string the worker sent, capped (anything that is not a string becomes empty)."""
+    if not isinstance(value, str):
+        return ""
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
+class GraderFault(Exception):
+    """The grader could not do its part (no protected worker could be started): never the student's fault."""
+
+
 class ForbiddenAPIUsed(Exception):
     """The call used an API the exercise forbids (recorded even if the code caught the error)."""
 
-    def __init__(self, groups: list[str], what: str = ""):
+    def __init__(self, groups: list[str], what: str = "", where: str = ""):
         self.groups = groups
         apis = "; ".join(describe_group(g) for g in groups)
-        super().__init__(f"{what} used {apis}, which this exercise does not allow: write it yourself.")
+        at = f" ({where})" if where else ""
+        super().__init__(f"{what} uses {apis}{at}, which this exercise does not allow: write it yourself.")
 
 
 class SubmissionCrashed(Exception):
@@ -90,7 +104,8 @@ class Namespace:
     _hung: set[str] = field(default_factory=set)
 
     # -- transport -------------------------------------------------------------------
-    def _roundtrip(self, request: dict, blobs: list[bytes], timeout: float) -> tuple[dict, list[bytes]]:
+    def _roundtrip(self, request: dict, blobs: list[bytes], timeout: float,
+                   max_reply: int | None = None) -> tuple[dict, list[bytes]]:
         raise NotImplementedError
 
     @property
@@ -112,7 +127,8 @@ class Namespace:
         enc = Encoder(handle_ref)
         return enc.encode(value), enc.blobs
 
-    def _request(self, op: str, what: str, timeout: float | None = None, **fields) -> Any:
+    def _request(self, op: str, what: str, timeout: float | None = None, max_reply: int | None = None,
+                 **fields) -> Any:
         blobs: list[bytes] = []
         request = {"op": op}
         for key, value in fields.items():
@@ -126,39 +142,68 @@ class Namespace:
         target = fields.get("target", {}).get("name") if op == "call" else None
         if target is not None and target in self._hung:
             raise SubmissionTimeout(f"{what} was not run: an earlier call to {target}() did not finish in time")
+        if target is not None and fields.get("forbid"):
+            static = self._static_forbidden(target, list(fields["forbid"]))
+            if static:
+                raise ForbiddenAPIUsed(sorted({g for g, _ in static}), what, "; ".join(w for _, w in static[:3]))
         start = time.perf_counter()
         ok = False
         try:
-            response, rblobs = self._roundtrip(request, blobs, timeout or self.default_timeout)
-            ok = bool(response.get("ok"))
+            response, rblobs = self._roundtrip(request, blobs, timeout or self.default_timeout,
+                                               max_reply=max_reply)
+            ok = response.get("ok") is True
         except SubmissionTimeout:
             if target is not None:
                 self._hung.add(target)
             raise
         finally:
             self.calls.append(CallRecord(op, what, time.perf_counter() - start, ok))
-        error_type = response.get("error", {}).get("type") if not ok else None
+        error = response.get("error", {})
+        forbidden_used = response.get("forbidden", [])
+        if type(response.get("ok")) is not bool or not isinstance(error, dict) or not isinstance(forbidden_used, list):
+            self._protocol_failure("a reply of the wrong shape")
+        error_type = error.get("type") if not ok else None
         if error_type == "CallTimeout" and target is not None:
             self._hung.add(target)
-        forbidden_used = [str(g) for g in response.get("forbidden", []) or []]
+        forbidden_used = [g for g in forbidden_used if isinstance(g, str) and g in FORBIDDEN_GROUPS]
         if forbidden_used:
             raise ForbiddenAPIUsed(forbidden_used, what)
-        if not response.get("ok"):
-            raise StudentError(response.get("error", {}), what)
+        if not ok:
+            raise StudentError(error, what)
         generation = self.generation
         decoder = Decoder(rblobs, resolve_handle=lambda node: Handle(
-            self, HandleRef(node["__handle__"], str(node.get("type", "?"))[:200], str(node.get("repr", ""))[:500]),
+            self, HandleRef(node["__handle__"], _short(node.get("type"), 200) or "?", _short(node.get("repr"), 500)),
             generation))
-        return decoder.decode(response.get("value"))
+        try:
+            return decoder.decode(response.get("value"))
+        except (DecodeError, RecursionError, MemoryError, TypeError, ValueError, KeyError) as exc:
+            self._protocol_failure(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def _static_forbidden(self, name: str, groups: list[str]) -> list[tuple[str, str]]:
+        """(group, where) of forbidden uses the grader sees in the source of ``name`` (none in-process)."""
+        return []
+
+    def source_call_sites(self, name: str, callees: set[str]) -> tuple[int, bool] | None:
+        """(call sites of ``callees`` reachable from ``name``, one inside a loop?) read from the submitted
+        source by the grader, or None where there is no source to read (in-process namespaces)."""
+        return None
+
+    def _protocol_failure(self, why: str):
+        raise SubmissionCrashed(f"the notebook's code sent a reply the grader cannot use ({why})")
 
     # -- the API checks use ---------------------------------------------------------
     def has(self, name: str) -> bool:
         """Whether the notebook defines ``name``."""
         return bool(self._request("has", name, name=name))
 
-    def call(self, name: str, *args, forbid=(), timeout: float | None = None, **kwargs):
-        """Call the notebook's function ``name``; ``forbid`` names API groups it may not use."""
+    def call(self, name: str, *args, forbid=(), timeout: float | None = None, max_reply_mb: float | None = None,
+             **kwargs):
+        """Call the notebook's function ``name``; ``forbid`` names API groups it may not use.
+
+        ``max_reply_mb`` raises the cap on the reply's size (256 MB by default) for a check that expects more.
+        """
         return self._request("call", f"{name}()", timeout=timeout, target={"name": name},
+                             max_reply=int(max_reply_mb * 2**20) if max_reply_mb else None,
                              args=list(args), kwargs=dict(kwargs), forbid=list(forbid))
 
     def eval(self, source: str, *, timeout: float | None = None, **bindings):
@@ -264,7 +309,7 @@ class InProcessNamespace(Namespace):
         self.executor = Executor(namespace)
         self.enforce_timeout = enforce_timeout
 
-    def _roundtrip(self, request, blobs, timeout):
+    def _roundtrip(self, request, blobs, timeout, max_reply=None):
         if not (self.enforce_timeout and _can_use_alarm()):
             return self.executor.handle(request, blobs)
         # In a notebook kernel there is no process to kill: a SIGALRM stops a runaway call

@@ -10,6 +10,8 @@ to the grader, and only solution cells and cells the student added come from the
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +30,52 @@ class NotebookError(Exception):
 
 
 def read_notebook(path: Path | str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.NotebookNode:
-    """Read and validate a notebook, or raise NotebookError with a clear reason."""
+    """Read and validate a notebook, or raise NotebookError with a clear reason (never anything else)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        return _read_notebook(path, max_bytes)
+    except NotebookError:
+        raise
+    except RecursionError:
+        raise NotebookError(path, "is nested too deeply to be a notebook") from None
+    except MemoryError:
+        raise NotebookError(path, "is too large to be read") from None
+    except Exception as exc:  # noqa: BLE001 - any other problem of one file stays that file's problem
+        raise NotebookError(path, f"could not be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def read_bytes(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> bytes:
+    """The file's bytes, refusing symbolic links (O_NOFOLLOW) and anything that is not a regular file."""
+    try:
+        info = os.lstat(path)
     except OSError as exc:
         raise NotebookError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if not path.is_file():
+    if stat.S_ISLNK(info.st_mode):
+        raise NotebookError(path, "is a symbolic link, not a notebook: submit the notebook file itself")
+    if not stat.S_ISREG(info.st_mode):
         raise NotebookError(path, "is not a file")
-    if size == 0:
-        raise NotebookError(path, "is empty (0 bytes): save the notebook in Jupyter and submit it again")
-    if size > max_bytes:
-        raise NotebookError(path, f"is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit: "
-                                  "clear the outputs (Edit > Clear Outputs of All Cells) and save again")
-    raw = path.read_bytes()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NotebookError(path, f"cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotebookError(path, "is not a file")
+        size = info.st_size
+        if size == 0:
+            raise NotebookError(path, "is empty (0 bytes): save the notebook in Jupyter and submit it again")
+        if size > max_bytes:
+            raise NotebookError(path, f"is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit: "
+                                      "clear the outputs (Edit > Clear Outputs of All Cells) and save again")
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise NotebookError(path, f"is over the {max_bytes / 2**20:.0f} MB limit")
+    return raw
+
+
+def _read_notebook(path: Path, max_bytes: int) -> nbformat.NotebookNode:
+    raw = read_bytes(path, max_bytes)
     if b"\x00" in raw[:8192]:
         raise NotebookError(path, "is a binary file, not a Jupyter notebook")
     try:
@@ -57,12 +91,12 @@ def read_notebook(path: Path | str, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbfo
         raise NotebookError(path, "is JSON but not a Jupyter notebook (no cells)")
     major = data.get("nbformat")
     if major != 4:
-        raise NotebookError(path, f"uses notebook format {major}; open it in JupyterLab and save it to convert it to format 4")
+        raise NotebookError(path, f"uses notebook format {str(major)[:20]}; open it in JupyterLab and save it to convert it to format 4")
     try:
         nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
         nbformat.validate(nb, relax_add_props=True)
     except (nbformat.ValidationError, KeyError, TypeError, ValueError) as exc:
-        raise NotebookError(path, f"is not a valid notebook: {str(exc).splitlines()[0]}") from None
+        raise NotebookError(path, f"is not a valid notebook: {str(exc).splitlines()[0][:300]}") from None
     ids = [c.get("id") for c in nb.cells if c.get("id")]
     if len(ids) != len(set(ids)):
         # Duplicated ids break cell matching in nbformat>=4.5 tools; renumber rather than refuse.

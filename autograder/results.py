@@ -16,6 +16,10 @@ from pathlib import Path
 
 from .runner import CheckResult
 from .submission import CellOutcome
+from .textsafe import clean, md_block, md_inline, xml_text
+
+#: Cells listed one by one in results.json and the feedback (a notebook may have 200,000).
+MAX_CELLS_LISTED = 200
 
 VISIBILITY = {"public": "visible", "hidden": "after_published"}
 
@@ -33,6 +37,8 @@ class GradeReport:
     protections: dict = field(default_factory=dict)
     execution_time: float = 0.0
     student_output: str = ""
+    flags: list[str] = field(default_factory=list)      # code that hides what it calls: for the instructor
+    weak_isolation: str = ""                             # set when the instructor accepted weaker isolation
 
     @property
     def score(self) -> float:
@@ -49,23 +55,34 @@ class GradeReport:
             out[r.cell] = (got + r.points, total + r.max_points)
         return out
 
+    def bad_cells(self) -> list[CellOutcome]:
+        return [c for c in self.cells if c.status != "ok"]
+
     def summary(self) -> str:
+        """For the terminal: student text has no control characters (no escape sequences)."""
         lines = [f"{self.assignment or '?'}: {self.score:g} / {self.max_score:g} points"]
+        if self.weak_isolation:
+            lines.append(f"WARNING: graded with weaker isolation, accepted by the instructor: {self.weak_isolation}")
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"Note: {n}" for n in self.notes]
-        for c in self.cells:
-            if c.status != "ok":
-                lines.append(f"Cell '{c.label}' ({c.origin}): {c.status}: {c.message}")
+        bad = self.bad_cells()
+        for c in bad[:MAX_CELLS_LISTED]:
+            lines.append(f"Cell '{c.label}' ({c.origin}): {c.status}: {c.message}")
+        if len(bad) > MAX_CELLS_LISTED:
+            lines.append(f"... and {len(bad) - MAX_CELLS_LISTED} more cells that did not run cleanly")
         if self.grader_problems:
             lines.append("The grader had a problem with some checks (not your fault; your instructor has been told):")
-            lines += [f"  {p.splitlines()[0]}" for p in self.grader_problems]
-        return "\n".join(lines)
+            lines += [f"  {p.splitlines()[0] if p else ''}" for p in self.grader_problems]
+        if self.flags:
+            lines.append("Flagged for the instructor (code that hides what it calls):")
+            lines += [f"  {f}" for f in self.flags[:20]]
+        return "\n".join(clean(line, 2000) for line in lines)
 
     # -- Gradescope ------------------------------------------------------------------
     def to_gradescope(self) -> dict:
         tests = []
         for i, r in enumerate(self.results, 1):
-            output = r.message
+            output = clean(r.message, 4000)
             if not r.passed and r.hint:
                 output += f"\nHint: {r.hint}"
             tests.append({"name": f"{r.cell}: {r.name}", "number": str(i), "score": r.points,
@@ -81,7 +98,7 @@ class GradeReport:
             "score": self.score,
             "max_score": self.max_score,
             "execution_time": round(self.execution_time, 3),
-            "output": self.summary(),
+            "output": clean(self.summary(), 20000),
             "stdout_visibility": "hidden",
             "tests": tests,
             "extra_data": {
@@ -89,9 +106,14 @@ class GradeReport:
                 "submission": self.submission,
                 "cells": {k: {"score": v[0], "max_score": v[1]} for k, v in self.cell_scores().items()},
                 "manual_points_pending": sum(p for _, p, _ in self.manual),
-                "cell_outcomes": [asdict(c) for c in self.cells],
+                "cell_outcomes": [{k: v for k, v in asdict(c).items() if k != "output"}
+                                  for c in self.bad_cells()[:MAX_CELLS_LISTED]],
+                "cells_run": len(self.cells),
+                "cells_not_ok": len(self.bad_cells()),
                 "protections": self.protections,
-                "grader_problems": self.grader_problems,
+                "grader_problems": [clean(p, 4000) for p in self.grader_problems],
+                "flags": [clean(f, 500) for f in self.flags[:50]],
+                "weak_isolation": self.weak_isolation,
             },
         }
 
@@ -115,35 +137,44 @@ class GradeReport:
                 ET.SubElement(case, "error", message="the check itself failed").text = r.message
         if self.errors:
             ET.SubElement(suite, "system-err").text = "\n".join(self.errors)
+        for element in suite.iter():  # student text: only characters XML 1.0 accepts, capped
+            element.text = xml_text(element.text, 4000) if element.text is not None else None
+            for key, value in element.attrib.items():
+                element.attrib[key] = xml_text(value, 300)
         return ET.tostring(suite, encoding="unicode")
 
     # -- Markdown feedback -----------------------------------------------------------
     def to_markdown(self) -> str:
-        lines = [f"# Feedback: {self.assignment or self.submission}", "",
+        """Feedback in Markdown: student text is escaped (one line) or fenced (messages), never rendered."""
+        lines = [f"# Feedback: {md_inline(self.assignment or self.submission)}", "",
                  f"**Score: {self.score:g} / {self.max_score:g}** (autograded)", ""]
+        if self.weak_isolation:
+            lines += [f"> **Warning:** graded with weaker isolation: {md_inline(self.weak_isolation)}", ""]
         if self.manual:
             lines += [f"Written answers worth {sum(p for _, p, _ in self.manual):g} more points are graded by a person.", ""]
         for e in self.errors:
-            lines += [f"> **Problem:** {e}", ""]
+            lines += [f"> **Problem:** {md_inline(e, 1000)}", ""]
         for n in self.notes:
-            lines += [f"> Note: {n}", ""]
-        bad_cells = [c for c in self.cells if c.status != "ok"]
+            lines += [f"> Note: {md_inline(n, 1000)}", ""]
+        bad_cells = self.bad_cells()
         if bad_cells:
             lines += ["## Cells that did not run cleanly", ""]
-            lines += [f"- `{c.label}` ({c.origin}): **{c.status}** — {c.message}" for c in bad_cells]
+            lines += [f"- {md_inline(c.label, 80)} ({md_inline(c.origin, 20)}): **{md_inline(c.status, 20)}** — "
+                      f"{md_inline(c.message, 500)}" for c in bad_cells[:MAX_CELLS_LISTED]]
+            if len(bad_cells) > MAX_CELLS_LISTED:
+                lines.append(f"- ... and {len(bad_cells) - MAX_CELLS_LISTED} more")
             lines.append("")
         lines += ["## Points per exercise", "", "| test cell | points |", "|---|---|"]
-        lines += [f"| `{cell}` | {got:g} / {total:g} |" for cell, (got, total) in self.cell_scores().items()]
+        lines += [f"| {md_inline(cell, 80)} | {got:g} / {total:g} |" for cell, (got, total) in self.cell_scores().items()]
         lines += ["", "## Checks", ""]
         for r in self.results:
             mark = "✅" if r.passed else "❌"
             tag = " (hidden check)" if r.visibility == "hidden" else ""
-            lines.append(f"- {mark} `{r.name}`{tag} — {r.points:g}/{r.max_points:g} [{r.kind}]")
+            lines.append(f"- {mark} {md_inline(r.name, 120)}{tag} — {r.points:g}/{r.max_points:g} [{md_inline(r.kind, 30)}]")
             if not r.passed:
-                for msg_line in r.message.splitlines()[:10]:
-                    lines.append(f"    > {msg_line}")
+                lines += md_block("\n".join(r.message.splitlines()[:10]), 3000, indent="    ")
                 if r.hint:
-                    lines.append(f"    > Hint: {r.hint}")
+                    lines.append(f"    Hint: {md_inline(r.hint, 500)}")
         return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 
 from .api import CheckSpec
 from .compare import CheckFailure
-from .namespace import ForbiddenAPIUsed, Namespace, StudentError, SubmissionCrashed
+from .namespace import ForbiddenAPIUsed, GraderFault, Namespace, StudentError, SubmissionCrashed
 
 INI = Path(__file__).with_name("checks.ini")
 # Property-based checks must give the same verdict every time: derandomized, no example database.
@@ -35,6 +35,7 @@ settings.register_profile("autograder", derandomize=True, database=None, deadlin
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile("autograder")
 
+MAX_MESSAGE = 4000
 STUDENT_FAILURES = (CheckFailure, AssertionError, StudentError, ForbiddenAPIUsed, SubmissionCrashed)
 
 
@@ -88,6 +89,9 @@ class _Plugin:
         np.random.seed(seed)
         torch.manual_seed(seed)
         spec = _spec(request.node)
+        begin = getattr(self._sub, "begin_check", None)
+        if begin is not None:
+            begin(request.node.nodeid)
         base = self._sub.default_timeout
         if spec is not None and spec.timeout:
             self._sub.default_timeout = spec.timeout
@@ -115,8 +119,10 @@ class _Plugin:
         report = outcome.get_result()
         if call.excinfo is not None and report.failed:
             exc = call.excinfo.value
-            if isinstance(exc, STUDENT_FAILURES) and call.when == "call":
-                self._failure[item.nodeid] = ("failed", str(exc).strip() or type(exc).__name__)
+            if isinstance(exc, GraderFault):
+                self._failure[item.nodeid] = ("error", f"the grader could not run this check (not your fault): {exc}")
+            elif isinstance(exc, STUDENT_FAILURES) and call.when == "call":
+                self._failure[item.nodeid] = ("failed", (str(exc).strip() or type(exc).__name__)[:MAX_MESSAGE])
             else:
                 self._failure[item.nodeid] = ("error", f"the check itself failed ({call.when}): "
                                                        f"{type(exc).__name__}: {exc}\n{report.longreprtext[-3000:]}")

@@ -71,9 +71,11 @@ class Encoder:
             return value if abs(value) < 2**63 else {"__bigint__": str(value)}
         if type(value) is float:
             return value if math.isfinite(value) else {"__float__": repr(value)}
-        if isinstance(value, torch.Tensor) and DTYPE_NAMES.get(value.dtype) and value.layout == torch.strided:
+        # Plain tensors only: a subclass could compute (or lie) while it is being read; it stays a handle.
+        if type(value) in (torch.Tensor, torch.nn.Parameter) and DTYPE_NAMES.get(value.dtype) \
+                and value.layout == torch.strided:
             return self._tensor(value)
-        if isinstance(value, np.ndarray) and value.dtype.name in NUMPY_DTYPES:
+        if type(value) is np.ndarray and value.dtype.name in NUMPY_DTYPES:
             return self._ndarray(value)
         if isinstance(value, np.generic) and value.dtype.name in NUMPY_DTYPES:
             return self.encode(value.item(), depth + 1)
@@ -191,9 +193,9 @@ class Decoder:
         shape = _checked_shape(node)
         raw = self._blob(node, "__tensor__", dtype, shape, _itemsize(dtype))
         if dtype == "bfloat16":
-            arr = np.frombuffer(raw, dtype=np.int16).copy()
+            arr = _array(raw, np.int16)
             return torch.from_numpy(arr).view(torch.bfloat16).reshape(shape)
-        arr = np.frombuffer(raw, dtype=np.dtype(dtype if dtype != "bool" else np.bool_)).copy()
+        arr = _array(raw, np.dtype(dtype if dtype != "bool" else np.bool_))
         return torch.from_numpy(arr).reshape(shape)
 
     def _ndarray(self, node: dict) -> np.ndarray:
@@ -202,4 +204,10 @@ class Decoder:
             raise DecodeError(f"dtype {dtype!r} not allowed")
         shape = _checked_shape(node)
         raw = self._blob(node, "__ndarray__", dtype, shape, np.dtype(dtype).itemsize)
-        return np.frombuffer(raw, dtype=np.dtype(dtype)).copy().reshape(shape)
+        return _array(raw, np.dtype(dtype)).reshape(shape)
+
+
+def _array(raw, dtype) -> np.ndarray:
+    """An array over the received bytes: a bytearray is ours and writable (no copy), bytes are copied."""
+    arr = np.frombuffer(raw, dtype=dtype)
+    return arr if isinstance(raw, bytearray) else arr.copy()

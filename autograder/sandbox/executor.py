@@ -45,16 +45,22 @@ def error_info(exc: BaseException) -> dict:
     text = "".join(lines)
     if len(text) > _MAX_TRACEBACK:
         text = "...\n" + text[-_MAX_TRACEBACK:]
+    text = text[:2 * _MAX_TRACEBACK]
     try:
         message = str(exc)
+        message = message if isinstance(message, str) else "<unprintable message>"
     except BaseException:  # noqa: BLE001
         message = "<unprintable message>"
     return {
-        "type": type(exc).__name__,
-        "mro": [c.__name__ for c in type(exc).__mro__],
-        "message": message[:2000],
+        "type": _cap(type(exc).__name__, 200),
+        "mro": [_cap(c.__name__, 200) for c in type(exc).__mro__][:30],
+        "message": _cap(message, 2000),
         "traceback": text,
     }
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class Executor:
@@ -65,6 +71,7 @@ class Executor:
         self.handles: dict[int, Any] = {}
         self._next_handle = 1
         self._grader_ns: dict | None = None
+        self._forbidden = forbidden  # bound now, before any student code runs (patching the module is no use)
 
     # -- handles ---------------------------------------------------------------------
     def _new_handle(self, obj) -> HandleRef:
@@ -89,52 +96,46 @@ class Executor:
 
     def handle(self, request: dict, blobs: list[bytes]) -> tuple[dict, list[bytes]]:
         op = request.get("op")
+        used: list[str] = []
         try:
             decoder = Decoder(blobs, resolve_handle=self._resolve)
-            value, used = self._dispatch(op, request, decoder)
+            encoder = Encoder(self._new_handle)
+            if op == "call":
+                fn = self._target(request["target"])
+                args = decoder.decode(request.get("args", []))
+                kwargs = decoder.decode(request.get("kwargs", {"__dict__": []}))
+                # The reply is encoded inside the forbidding scope too: a lazy tensor subclass that
+                # computes when it is read cannot run a forbidden call after the call "returned".
+                with self._forbidden(request.get("forbid")) as used:
+                    tree = encoder.encode(fn(*args, **kwargs))
+            else:
+                tree = encoder.encode(self._dispatch(op, request, decoder))
         except BaseException as exc:  # noqa: BLE001 - everything the code raised is reported
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            return {"ok": False, "error": error_info(exc), "forbidden": getattr(exc, "_forbidden", [])}, []
-        encoder = Encoder(self._new_handle)
-        try:
-            tree = encoder.encode(value)
-        except BaseException as exc:  # noqa: BLE001
-            return {"ok": False, "error": error_info(exc), "forbidden": used}, []
-        return {"ok": True, "value": tree, "forbidden": used}, encoder.blobs
+            return {"ok": False, "error": error_info(exc), "forbidden": list(used)}, []
+        return {"ok": True, "value": tree, "forbidden": list(used)}, encoder.blobs
 
     def _dispatch(self, op, request, decoder):
         if op == "has":
             name = request["name"]
-            return name in self.namespace, []
-        if op == "call":
-            fn = self._target(request["target"])
-            args = decoder.decode(request.get("args", []))
-            kwargs = decoder.decode(request.get("kwargs", {"__dict__": []}))
-            used: list[str] = []
-            try:
-                with forbidden(request.get("forbid")) as used:
-                    result = fn(*args, **kwargs)
-            except BaseException as exc:
-                exc._forbidden = list(used)  # type: ignore[attr-defined]
-                raise
-            return result, list(used)
+            return name in self.namespace
         if op in ("eval", "exec"):
             bindings = decoder.decode(request.get("bindings", {"__dict__": []}))
             ns = self.grader_namespace()
             ns.update(bindings)
             if op == "eval":
-                return eval(compile(request["source"], "<grader>", "eval"), ns), []  # noqa: S307 - grader's own code
+                return eval(compile(request["source"], "<grader>", "eval"), ns)  # noqa: S307 - grader's own code
             exec(compile(request["source"], "<grader>", "exec"), ns)  # noqa: S102 - grader's own code
             defined = {k: v for k, v in ns.items()
                        if k not in bindings and (k not in self.namespace or self.namespace[k] is not v)}
             self._grader_ns = {**(self._grader_ns or {}), **defined}
-            return None, []
+            return None
         if op == "describe":
-            return describe(self._resolve(request["handle"])), []
+            return describe(self._resolve(request["handle"]))
         if op == "release":
             self.handles.pop(request["handle"]["__handle__"], None)
-            return None, []
+            return None
         raise ValueError(f"unknown request {op!r}")
 
     def _target(self, target: dict):

@@ -1,17 +1,20 @@
-"""Start the worker inside the strongest isolation this machine offers, and say which.
+"""Start the worker inside the sandbox, and fail closed when the sandbox is not there.
 
-Layers, each used when available (the grader reports which were in force):
+Layers (the grader reports which were in force):
 
-* a dedicated unprivileged user (``cnn-sandbox``) when the grader runs as root: bubblewrap
-  started as root is escapable, so privileges are dropped *before* bwrap runs;
-* bubblewrap: no network (only loopback), a read-only view of the system, the course folder
-  hidden except the Python environment, the (check-free) autograder package and the data,
-  a private /tmp and a writable scratch folder; ``--die-with-parent`` and a PID namespace so
-  nothing outlives the worker;
+* a dedicated unprivileged user per grading process (:mod:`.users`) when the grader runs as
+  root: bubblewrap started as root is escapable, so privileges are dropped *before* bwrap runs;
+* bubblewrap (:mod:`.bwrap`): an allowlist root (the system, Python, the worker's package and
+  the data; nothing else of the machine), no network (only loopback), no new user namespaces,
+  a private /tmp and a writable scratch folder; ``--die-with-parent`` and a PID namespace;
 * cgroups (v1 or v2, when writable): a memory cap and a process-count cap;
 * rlimits always: a generous address-space backstop, file size, core dumps, process count;
 * a fixed number of threads, and a wall-clock limit enforced from outside by SIGKILL of
   the whole process group (a cell that ignores SIGINT/SIGALRM still dies).
+
+Without bubblewrap (or an unprivileged user to run it as) no worker starts unless the
+instructor opted in to weaker isolation (``--allow-weak-sandbox``); a replacement worker is
+never weaker than the first one of its submission.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .protocol import ChannelClosed, ChannelTimeout, ProtocolError, read_message, write_message
+from . import bwrap, users
+from .protocol import MAX_REPLY, ChannelClosed, ChannelTimeout, ProtocolError, read_message, write_message
 
-SANDBOX_USER = os.environ.get("AUTOGRADER_SANDBOX_USER", "cnn-sandbox")
 OUTPUT_KEEP = 64 * 1024
+#: Set (to 1) by an instructor who accepts grading with weaker isolation on a machine without the sandbox.
+ALLOW_WEAK_ENV = "CNN_ALLOW_WEAK_SANDBOX"
 
 
 @dataclass
@@ -42,14 +47,11 @@ class SandboxConfig:
     max_processes: int = 64
     file_size_mb: int = 256
     address_space_gb: int = 64   # a backstop only: torch maps a lot of virtual memory
-    use_bwrap: bool = True
-    use_user: bool = True
-    course_root: Path | None = None
-    hide_roots: list[Path] = field(default_factory=list)  # folders replaced by an empty tmpfs
-    visible: list[Path] = field(default_factory=list)   # inside course_root, shown read-only
-    hidden: list[Path] = field(default_factory=list)    # inside a visible path, hidden again
+    readonly: list[Path] = field(default_factory=list)  # shown read-only (besides the system and Python)
+    hidden: list[Path] = field(default_factory=list)    # inside a shown tree, covered again
     extra_env: dict[str, str] = field(default_factory=dict)
     readable: list[Path] = field(default_factory=list)  # what the sandbox user must be able to read (data)
+    allow_weak: bool = field(default_factory=lambda: os.environ.get(ALLOW_WEAK_ENV, "") not in ("", "0"))
 
 
 class WorkerError(Exception):
@@ -64,26 +66,14 @@ class WorkerDied(WorkerError):
     pass
 
 
+class SandboxUnavailable(WorkerError):
+    """A worker cannot be started with the protections required: the grader's problem, never the student's."""
+
+
 # -- what the machine offers ------------------------------------------------------------
 
 def _bwrap() -> str | None:
     return shutil.which("bwrap")
-
-
-def _sandbox_user() -> pwd.struct_passwd | None:
-    """The dedicated user (created when we are root and it is missing)."""
-    try:
-        return pwd.getpwnam(SANDBOX_USER)
-    except KeyError:
-        pass
-    if os.geteuid() != 0 or not shutil.which("useradd"):
-        return None
-    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                    "--shell", "/usr/sbin/nologin", SANDBOX_USER], capture_output=True)
-    try:
-        return pwd.getpwnam(SANDBOX_USER)
-    except KeyError:
-        return None
 
 
 _PROBE_SCRIPT = r"""
@@ -126,41 +116,22 @@ def _worker_can_start_as(user: pwd.struct_passwd, readable: tuple[str, ...]) -> 
     return lines[-1][:300] if lines else f"exit code {probe.returncode}"
 
 
-def _needed_trees(readable: tuple[str, ...]) -> list[Path]:
-    """Everything the worker reads: the interpreter, the environment, the grader's package, the data."""
-    package = Path(__file__).resolve().parents[1]
-    trees = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), package,
-             Path(sys.executable).resolve().parent}
-    trees.update(Path(p).resolve() for p in readable)
-    for entry in sys.path:  # an editable install puts the repository on sys.path
-        if entry and Path(entry).is_dir() and (Path(entry) / "autograder").is_dir():
-            trees.add(Path(entry).resolve())
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+WORKER_PACKAGES = ("autograder", "data_scripts")
+
+
+def python_trees() -> list[Path]:
+    """The interpreter and its environment (a venv and the Python it was made from)."""
+    trees = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
     return sorted(t for t in trees if t.exists())
 
 
-def _grant_access(user: pwd.struct_passwd, readable: tuple[str, ...]) -> None:
-    """Let the sandbox user traverse to, and read, what the worker needs, with ACLs (nothing else changes).
-
-    A checkout or environment made under a strict umask (077) is unreadable to other users; the
-    ACL names only the sandbox user, which has no other rights on this machine.
-    """
-    if not shutil.which("setfacl"):
-        return
-    trees = _needed_trees(readable)
-    parents = {parent for tree in trees for parent in tree.parents}
-    for parent in sorted(parents):
-        if parent.is_dir() and not (parent.stat().st_mode & 0o001):
-            subprocess.run(["setfacl", "-m", f"u:{user.pw_name}:x", str(parent)], capture_output=True)
-    package_root = Path(__file__).resolve().parents[2]
-    for tree in trees:
-        if tree == package_root:  # the repository itself: only the packages the worker imports
-            subprocess.run(["setfacl", "-m", f"u:{user.pw_name}:x", str(tree)], capture_output=True)
-            for name in ("autograder", "data_scripts"):
-                if (tree / name).exists():
-                    subprocess.run(["setfacl", "-R", "-m", f"u:{user.pw_name}:rX", str(tree / name)],
-                                   capture_output=True)
-            continue
-        subprocess.run(["setfacl", "-R", "-m", f"u:{user.pw_name}:rX", str(tree)], capture_output=True)
+def _needed_trees(readable: tuple[str, ...]) -> list[Path]:
+    """Everything the worker reads: the interpreter, the environment, the grader's package, the data."""
+    trees = set(python_trees())
+    trees.add(PACKAGE_ROOT)
+    trees.update(Path(p).resolve() for p in readable)
+    return sorted(t for t in trees if t.exists())
 
 
 def _cgroup_usable(kind: str | None) -> bool:
@@ -183,7 +154,7 @@ _PROBED: dict[tuple[str, ...], dict] = {}
 
 
 def machine_protections(readable: tuple[str, ...] = ()) -> dict:
-    """What isolation can be used here (probed once per process and set of data folders)."""
+    """What isolation can be used here (probed once per process and set of data folders; never rewritten)."""
     readable = tuple(sorted(str(p) for p in readable))
     if readable in _PROBED:
         return _PROBED[readable]
@@ -192,25 +163,26 @@ def machine_protections(readable: tuple[str, ...] = ()) -> dict:
     info["cgroup"] = kind if _cgroup_usable(kind) else None
     if kind and not info["cgroup"]:
         info["problems"].append(f"cgroup {kind} is present but a process cannot be placed in a new group")
+    user = None
     if info["root"]:
-        user = _sandbox_user()
+        user = users.slot_user()
         if user is not None:
             why = _worker_can_start_as(user, readable)
             if why:
-                _grant_access(user, readable)
+                users.grant_access(_needed_trees(readable), PACKAGE_ROOT, WORKER_PACKAGES)
                 why = _worker_can_start_as(user, readable)
             if why:
                 info["problems"].append(f"the sandbox user {user.pw_name} cannot start the worker: {why}")
+                user = None
             else:
                 info["user"] = user.pw_name
         else:
-            info["problems"].append(f"no sandbox user {SANDBOX_USER} (useradd failed or is missing)")
+            info["problems"].append(f"no sandbox user {users.BASE_USER} (useradd failed or is missing)")
     if info["bwrap"]:
-        uid = pwd.getpwnam(info["user"]).pw_uid if info["user"] else None
-        probe = subprocess.run([_bwrap(), "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
-                                "--proc", "/proc", "--dev", "/dev", "true"], capture_output=True,
-                               user=uid, group=pwd.getpwnam(info["user"]).pw_gid if uid is not None else None,
-                               extra_groups=[] if uid is not None else None)
+        probe = subprocess.run([_bwrap(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+                                *bwrap.system_args(), "--proc", "/proc", "--dev", "/dev", "true"],
+                               capture_output=True, user=user.pw_uid if user else None,
+                               group=user.pw_gid if user else None, extra_groups=[] if user else None)
         info["bwrap"] = probe.returncode == 0
         info["bwrap_error"] = probe.stderr.decode(errors="replace").strip()[:200] if probe.returncode else ""
         if probe.returncode:
@@ -227,6 +199,18 @@ def strong_isolation(readable: tuple[str, ...] = ()) -> tuple[bool, str]:
         return True, ""
     reasons = info["problems"] or ([] if _bwrap() else ["bubblewrap (bwrap) is not installed"])
     return False, "; ".join(reasons) or "no unprivileged user to run bubblewrap as"
+
+
+def layers_of(protections: dict) -> dict:
+    """The isolation layers a worker had, to compare a replacement's with (more is never less)."""
+    return {"dedicated_user": protections.get("dedicated_user") is not None,
+            "bubblewrap": bool(protections.get("bubblewrap")),
+            "memory_cap": protections.get("memory_cap_mb") is not None,
+            "process_cap": protections.get("process_cap") is not None}
+
+
+def weaker_than(layers: dict, required: dict) -> list[str]:
+    return [name for name, on in required.items() if on and not layers.get(name)]
 
 
 # -- cgroups ------------------------------------------------------------------------------
@@ -283,30 +267,61 @@ class _Cgroup:
         for path in self.paths:
             (path / "cgroup.procs").write_text(pid)
 
-    def oom_killed(self) -> bool:
+    def _events(self, name: str) -> dict[str, int]:
+        out: dict[str, int] = {}
         for path in self.paths:
-            for name in ("memory.oom_control", "memory.events"):
-                f = path / name
-                if f.exists():
-                    text = f.read_text()
-                    for line in text.splitlines():
-                        key, _, value = line.partition(" ")
-                        if key in ("oom_kill", "oom") and value.strip().isdigit() and int(value) > 0:
-                            return True
-            failcnt = path / "memory.failcnt"
-            if failcnt.exists() and failcnt.read_text().strip() not in ("", "0"):
+            f = path / name
+            try:
+                text = f.read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                key, _, value = line.partition(" ")
+                if value.strip().isdigit():
+                    out[key] = out.get(key, 0) + int(value)
+        return out
+
+    def oom_killed(self) -> bool:
+        for name in ("memory.oom_control", "memory.events"):
+            events = self._events(name)
+            if events.get("oom_kill", 0) > 0 or events.get("oom", 0) > 0:
                 return True
+        for path in self.paths:
+            failcnt = path / "memory.failcnt"
+            try:
+                if failcnt.exists() and failcnt.read_text().strip() not in ("", "0"):
+                    return True
+            except OSError:
+                pass
         return False
 
-    def kill_all(self) -> None:
+    def hit_process_cap(self) -> bool:
+        return self._events("pids.events").get("max", 0) > 0
+
+    def members(self) -> list[int]:
+        pids: list[int] = []
         for path in self.paths:
-            procs = path / "cgroup.procs"
-            if procs.exists():
-                for line in procs.read_text().split():
-                    try:
-                        os.kill(int(line), signal.SIGKILL)
-                    except (ProcessLookupError, ValueError, PermissionError):
-                        pass
+            try:
+                pids += [int(x) for x in (path / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                pass
+        return pids
+
+    def kill_all(self, timeout: float = 30.0) -> bool:
+        """SIGKILL every member until the group is empty (a dying 3 GB process takes a while); False if not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.members()
+            if not pids:
+                return True
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
     def remove(self) -> None:
         for path in self.paths:
@@ -322,52 +337,83 @@ class _Cgroup:
 # -- the worker process --------------------------------------------------------------------
 
 class Worker:
-    """One running worker: send requests, read answers under a deadline, kill it for good."""
+    """One running worker: send requests, read answers under a deadline, kill it for good.
 
-    def __init__(self, config: SandboxConfig, scratch: Path):
+    ``require``: the layers an earlier worker of the same submission had.  Once student code has
+    run, a replacement with fewer layers is never started (:class:`SandboxUnavailable` instead).
+    """
+
+    def __init__(self, config: SandboxConfig, scratch: Path, require: dict | None = None):
         self.config = config
         self.scratch = scratch
         self.protections: dict = {}
         self._output = bytearray()
         self._output_dropped = 0
-        self._start()
+        self.cgroup: _Cgroup | None = None
+        self.user: pwd.struct_passwd | None = None
+        self._rid = 0
+        self._start(require)
 
     # -- start -------------------------------------------------------------------------
-    def _start(self) -> None:
+    def _start(self, require: dict | None) -> None:
         cfg = self.config
         probe = machine_protections(tuple(str(p) for p in cfg.readable))
-        user = pwd.getpwnam(probe["user"]) if (cfg.use_user and probe["user"]) else None
-        use_bwrap = cfg.use_bwrap and probe["bwrap"] and (user is not None or os.geteuid() != 0)
-        failed = ""
+        user = pwd.getpwnam(probe["user"]) if probe["user"] else None
+        use_bwrap = probe["bwrap"] and (user is not None or os.geteuid() != 0)
+        strong, why = strong_isolation(tuple(str(p) for p in cfg.readable))
+        if not strong and not cfg.allow_weak and require is None:
+            raise SandboxUnavailable(f"the sandbox is not available on this machine ({why}); install bubblewrap "
+                                     f"(and run as root or as an unprivileged user), or accept weaker isolation "
+                                     f"explicitly with --allow-weak-sandbox ({ALLOW_WEAK_ENV}=1)")
         try:
-            self._launch(probe, user, use_bwrap)
+            self._launch(probe, user, use_bwrap, require)
         except WorkerDied as exc:
-            # Nothing of the student's has run yet: a worker that dies at start is the machine's problem.
-            # Say so once, and go on with the layers that work rather than losing every grade.
-            if not (user or use_bwrap) or self._start_timed_out:
-                raise
-            self._reader.join(timeout=5)
-            if self.cgroup is not None:
-                self.cgroup.remove()
-            failed = (f"the worker could not start under {'bubblewrap' if use_bwrap else 'the sandbox user'}"
-                      f" ({exc})")
-            for info in _PROBED.values():  # later workers in this process start without those layers
-                info["user"] = None
-                info["bwrap"] = False
-                info["problems"].append(failed[:500])
-            print(f"autograder: warning: {failed}; grading goes on with weaker isolation", file=sys.stderr)
+            if require is not None or not cfg.allow_weak or not (user or use_bwrap):
+                raise SandboxUnavailable(f"the sandboxed worker could not start: {exc}") from None
+            # Nothing of the student's has run yet and the instructor accepted weaker isolation.
+            failed = f"the worker could not start under {'bubblewrap' if use_bwrap else 'the sandbox user'} ({exc})"
+            print(f"autograder: warning: {failed}; grading goes on with weaker isolation (--allow-weak-sandbox)",
+                  file=sys.stderr)
             self._output = bytearray()
-            self._launch(probe, None, False)
+            self._launch(probe, None, False, None)
+            self.protections["machine"] = failed[:500]
         if probe["problems"]:
-            self.protections["machine"] = "; ".join(probe["problems"])
+            self.protections["machine"] = "; ".join([*probe["problems"], self.protections.get("machine", "")]).strip("; ")
+        if not strong or not self.protections["bubblewrap"]:
+            self.protections["weak_isolation_accepted"] = True
 
-    def _launch(self, probe: dict, user: pwd.struct_passwd | None, use_bwrap: bool) -> None:
+    def _launch(self, probe: dict, user: pwd.struct_passwd | None, use_bwrap: bool, require: dict | None) -> None:
         cfg = self.config
         self.cgroup = _Cgroup(probe["cgroup"], cfg.memory_mb, cfg.max_processes) if probe["cgroup"] else None
         if self.cgroup is not None and not self.cgroup.ok:
             self.cgroup = None
+        self.protections = {
+            "process": "separate process, own process group, killed with SIGKILL on timeout",
+            "dedicated_user": user.pw_name if user else None,
+            "bubblewrap": bool(use_bwrap),
+            "network": "none (loopback only)" if use_bwrap else "not blocked",
+            "hidden_paths": "allowlist root: only the system, Python, the worker's package and the data are visible"
+            if use_bwrap else "not hidden (no bubblewrap)",
+            "user_namespaces": "disabled inside the sandbox" if use_bwrap else "not restricted",
+            "memory_cap_mb": cfg.memory_mb if self.cgroup else None,
+            "process_cap": cfg.max_processes if (self.cgroup or user) else None,
+            "address_space_backstop_gb": cfg.address_space_gb,
+            "threads": cfg.threads,
+        }
+        if require is not None:
+            missing = weaker_than(layers_of(self.protections), require)
+            if missing:
+                if self.cgroup is not None:
+                    self.cgroup.remove()
+                raise SandboxUnavailable("a replacement worker would lack " + ", ".join(missing) +
+                                         " that the first worker had; it was not started")
         if user is not None:
+            # The slot's uid belongs to this grading process alone: anything left of an earlier worker
+            # (a fork bomb's children still being torn down) must be gone before the next one starts.
+            if not users.reap_user_processes(user.pw_uid):
+                raise SandboxUnavailable(f"processes of the sandbox user {user.pw_name} could not be stopped")
             os.chown(self.scratch, user.pw_uid, user.pw_gid)
+        self.user = user
 
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
@@ -400,27 +446,17 @@ class Worker:
         os.close(req_r)
         os.close(resp_w)
         self.fd_w, self.fd_r = req_w, resp_r
+        self.bwrap = use_bwrap
         self._reader = threading.Thread(target=self._drain_output, daemon=True)
         self._reader.start()
-        self.protections = {
-            "process": "separate process, own process group, killed with SIGKILL on timeout",
-            "dedicated_user": user.pw_name if user else None,
-            "bubblewrap": bool(use_bwrap),
-            "network": "none (loopback only)" if use_bwrap else "not blocked",
-            "hidden_paths": "course folder hidden except the environment, data and the grader's sandbox code"
-            if use_bwrap else "not hidden (no bubblewrap)",
-            "memory_cap_mb": cfg.memory_mb if self.cgroup else None,
-            "process_cap": cfg.max_processes if (self.cgroup or user) else None,
-            "address_space_backstop_gb": cfg.address_space_gb,
-            "threads": cfg.threads,
-        }
         if not use_bwrap and os.geteuid() == 0 and probe["bwrap"] and user is None:
             self.protections["note"] = "bubblewrap not used: no unprivileged sandbox user (bwrap as root is escapable)"
         try:
-            hello, _ = read_message(self.fd_r, time.monotonic() + 120)
+            hello, _ = read_message(self.fd_r, time.monotonic() + 120, max_total=1024)
         except (ChannelClosed, ChannelTimeout, ProtocolError) as exc:
-            self._start_timed_out = isinstance(exc, ChannelTimeout)
             self.kill()
+            if self.cgroup is not None:
+                self.cgroup.remove()
             raise WorkerDied(f"the sandboxed worker did not start ({type(exc).__name__}); "
                              f"its output:\n{self.output()[-2000:]}") from None
         self.hello = hello
@@ -442,21 +478,8 @@ class Worker:
 
     def _bwrap_args(self) -> list[str]:
         cfg = self.config
-        args = [_bwrap(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm"]
-        roots = list(cfg.hide_roots) + ([cfg.course_root] if cfg.course_root else [])
-        if roots:
-            for root in roots:
-                args += ["--tmpfs", str(root)]
-            for path in cfg.visible:
-                if path.exists():
-                    args += ["--ro-bind", str(path), str(path)]
-            for path in cfg.hidden:
-                if path.exists():
-                    args += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
-        args += ["--bind", str(self.scratch), str(self.scratch), "--chdir", str(self.scratch)]
-        return args
+        readonly = [*python_trees(), *(Path(p) for p in cfg.readonly)]
+        return bwrap.bwrap_args(_bwrap(), readonly=readonly, hidden=list(cfg.hidden), scratch=self.scratch)
 
     def _drain_output(self) -> None:
         stream = self.proc.stdout
@@ -476,12 +499,19 @@ class Worker:
         return text
 
     # -- requests ------------------------------------------------------------------------
-    def request(self, header: dict, blobs: list[bytes], timeout: float) -> tuple[dict, list[bytes]]:
+    def request(self, header: dict, blobs: list[bytes], timeout: float,
+                max_reply: int = MAX_REPLY) -> tuple[dict, list[bytes]]:
         if self.proc.poll() is not None:
             raise WorkerDied(self.death_reason())
+        self._rid += 1
         try:
-            write_message(self.fd_w, header, blobs)
-            return read_message(self.fd_r, time.monotonic() + timeout)
+            write_message(self.fd_w, {**header, "rid": self._rid}, blobs)
+            reply, reply_blobs = read_message(self.fd_r, time.monotonic() + timeout, max_total=max_reply)
+            # A reply the student's code wrote into the pipe itself (it can reach it through /proc/self/fd)
+            # does not carry the number of this request: the worker is out of step and is not trusted any more.
+            if reply.get("rid") != self._rid:
+                raise ProtocolError("a reply that does not answer this request")
+            return reply, reply_blobs
         except ChannelTimeout:
             self.kill()
             raise WorkerTimeout(f"did not finish within {timeout:g} s and was stopped") from None
@@ -491,26 +521,36 @@ class Worker:
             raise WorkerDied(reason) from None
 
     def death_reason(self, exc: Exception | None = None) -> str:
+        """The observed cause, from the cgroup's events and the exit status."""
+        if isinstance(exc, ProtocolError):
+            return f"sent something the grader cannot read ({str(exc)[:200]}) and was stopped"
         try:
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             code = None
         if self.cgroup is not None and self.cgroup.oom_killed():
             return f"ran out of memory (the limit is {self.config.memory_mb} MB) and was stopped"
-        if isinstance(exc, ProtocolError):
-            return f"sent something the grader cannot read ({exc}) and was stopped"
+        if self.cgroup is not None and self.cgroup.hit_process_cap():
+            return (f"started too many processes or threads (the limit is {self.config.max_processes}) "
+                    f"and was stopped")
         if code is None:
             return "stopped answering"
+        if self.bwrap and code > 128:  # bubblewrap reports a child killed by signal N as 128 + N
+            code = -(code - 128)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            return f"was killed by signal {name}" + (" (possibly the memory limit)" if name == "SIGKILL" else "")
+            if name == "SIGKILL":
+                return "was killed by SIGKILL (possibly the memory limit)"
+            if name == "SIGSEGV":
+                return "crashed with a segmentation fault (SIGSEGV)"
+            return f"was killed by signal {name}"
         return f"exited (exit code {code}); a notebook must not call exit(), sys.exit() or os._exit()"
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (and everything in the cgroup), then reap."""
+        """SIGKILL the whole process group and everything in the cgroup, and wait until all are gone."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -521,6 +561,8 @@ class Worker:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        if self.user is not None:
+            users.reap_user_processes(self.user.pw_uid)
         for fd in (self.fd_w, self.fd_r):
             try:
                 os.close(fd)
@@ -532,7 +574,7 @@ class Worker:
         if self.alive():
             try:
                 write_message(self.fd_w, {"op": "shutdown"})
-                read_message(self.fd_r, time.monotonic() + 5)
+                read_message(self.fd_r, time.monotonic() + 5, max_total=1024)
             except Exception:  # noqa: BLE001 - it is going away anyway
                 pass
         self.kill()

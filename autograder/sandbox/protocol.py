@@ -13,8 +13,10 @@ import select
 import struct
 import time
 
-MAX_HEADER = 32 * 1024 * 1024
-MAX_TOTAL = 2 * 1024**3
+MAX_HEADER = 8 * 1024 * 1024
+#: Default cap of one reply (header and blobs together); a check expecting more passes its own.
+MAX_REPLY = 256 * 1024 * 1024
+MAX_BLOBS = 10_000
 
 
 class ChannelClosed(EOFError):
@@ -46,10 +48,12 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
-    chunks = []
-    remaining = n
-    while remaining:
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytearray:
+    """Read exactly ``n`` bytes into one buffer (no chunk list, no second copy)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -57,26 +61,27 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 raise ChannelTimeout()
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
+        k = os.readv(fd, [view[got:got + (1 << 22)]])
+        if not k:
             raise ChannelClosed("the other side closed the channel")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        got += k
+    return buf
 
 
-def read_message(fd: int, deadline: float | None = None, max_total: int = MAX_TOTAL) -> tuple[dict, list[bytes]]:
-    (length,) = struct.unpack("<Q", _read_exact(fd, 8, deadline))
-    if length > MAX_HEADER:
+def read_message(fd: int, deadline: float | None = None, max_total: int = MAX_REPLY) -> tuple[dict, list[bytearray]]:
+    """One message, or ProtocolError for anything malformed (sizes, nesting, types) — never another exception."""
+    (length,) = struct.unpack("<Q", bytes(_read_exact(fd, 8, deadline)))
+    if length > min(MAX_HEADER, max_total):
         raise ProtocolError(f"header of {length} bytes is over the limit")
     try:
         head = json.loads(_read_exact(fd, length, deadline))
         sizes = head["sizes"]
         header = head["h"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProtocolError(f"bad header: {exc}") from None
-    if not isinstance(header, dict) or not isinstance(sizes, list) or not all(type(s) is int and s >= 0 for s in sizes):
+    except (ValueError, KeyError, TypeError, RecursionError, MemoryError) as exc:
+        raise ProtocolError(f"bad header: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(header, dict) or not isinstance(sizes, list) or len(sizes) > MAX_BLOBS \
+            or not all(type(s) is int and s >= 0 for s in sizes):
         raise ProtocolError("bad header fields")
-    if sum(sizes) > max_total:
-        raise ProtocolError(f"message of {sum(sizes)} bytes is over the {max_total}-byte limit")
+    if length + sum(sizes) > max_total:
+        raise ProtocolError(f"message of {length + sum(sizes)} bytes is over the {max_total}-byte limit")
     return header, [_read_exact(fd, s, deadline) for s in sizes]

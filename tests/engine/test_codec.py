@@ -47,14 +47,17 @@ def test_containers_and_scalars():
     assert handles == []
 
 
-def test_tensor_subclasses_arrive_as_plain_tensors():
+def test_tensor_subclasses_stay_opaque_handles():
+    """Only plain tensors cross: a subclass could compute (or lie) while it is being read."""
     class Sneaky(torch.Tensor):
         def __eq__(self, other):
             return True
 
     t = torch.randn(3).as_subclass(Sneaky)
-    out, _ = roundtrip(t)
-    assert type(out) is torch.Tensor
+    out, handles = roundtrip(t)
+    assert type(out) is HandleRef and out.type_name == "Sneaky" and handles
+    param, _ = roundtrip(torch.nn.Parameter(torch.ones(2)))
+    assert type(param) is torch.Tensor and param.tolist() == [1.0, 1.0]
 
 
 def test_objects_and_subclassed_builtins_become_handles():

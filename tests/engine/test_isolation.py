@@ -55,8 +55,10 @@ def test_network_solutions_and_hidden_checks_are_out_of_reach(make_submission, g
     assert by_name(report)["test_count_returns_its_argument"].passed, by_name(report)["test_count_returns_its_argument"].message
 
 
-def test_a_sandbox_that_cannot_start_falls_back_and_says_so(make_submission, grade, monkeypatch, capfd):
-    """A machine whose bubblewrap breaks must not cost students their grades; the report says what happened."""
+def test_a_sandbox_that_cannot_start_fails_closed_unless_weaker_isolation_is_accepted(
+        make_submission, grade, monkeypatch, capfd):
+    """A machine whose bubblewrap breaks grades nobody without the sandbox, unless the instructor opts in."""
+    from autograder.engine import GradingError
     from autograder.sandbox import launcher
 
     if not strong_isolation()[0]:
@@ -64,11 +66,18 @@ def test_a_sandbox_that_cannot_start_falls_back_and_says_so(make_submission, gra
     monkeypatch.setattr(launcher, "_PROBED", {})  # a private probe, so other tests keep the real one
     real_args = launcher.Worker._bwrap_args
     monkeypatch.setattr(launcher.Worker, "_bwrap_args", lambda self: real_args(self) + ["--no-such-option"])
+    monkeypatch.delenv(launcher.ALLOW_WEAK_ENV, raising=False)
+    with pytest.raises(GradingError, match="could not start"):
+        grade(make_submission())
+
+    monkeypatch.setenv(launcher.ALLOW_WEAK_ENV, "1")
     report = grade(make_submission())
     assert report.score == report.max_score > 0
     assert report.protections["bubblewrap"] is False
     assert "could not start under bubblewrap" in report.protections["machine"]
     assert "weaker isolation" in capfd.readouterr().err
+    assert report.weak_isolation and "weaker isolation" in report.summary()
+    assert "weaker isolation" in report.to_markdown()
 
 
 def test_weights_in_a_private_folder_are_made_readable_to_the_sandbox(make_submission, grade, tmp_path,

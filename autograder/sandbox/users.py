@@ -1,0 +1,175 @@
+"""The unprivileged users that sandboxed workers run as, one per concurrent grading process.
+
+bubblewrap started as root is escapable, so a root grader drops to a dedicated user first.
+Budgets that the kernel counts per user (``RLIMIT_NPROC``, ``user.max_user_namespaces``) would be
+shared by every sandbox if all ran as one user: a fork bomb in one ``grade-class`` job could then
+starve a classmate's worker.  So each grading process takes a *slot* (an exclusive ``flock``),
+and the slot's user ``cnn-sandbox[-N]`` is used by that process only.  All slot users share the
+group ``cnn-sandbox``, which is what the ACL grants name, so a new slot needs no new grants.
+
+Because a slot's user belongs to one grading process, "no process of that uid is left" is an
+exact test that an old worker (and every child it forked) is gone before a new one starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import grp
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+BASE_USER = os.environ.get("AUTOGRADER_SANDBOX_USER", "cnn-sandbox")
+GROUP = os.environ.get("AUTOGRADER_SANDBOX_GROUP", "cnn-sandbox")
+SLOTS = int(os.environ.get("AUTOGRADER_SANDBOX_SLOTS", "16"))
+
+_slot: tuple[pwd.struct_passwd, int] | None = None   # (user, the open lock file) of this process
+
+
+def _lock_dir() -> Path:
+    for base in (Path("/run"), Path(tempfile.gettempdir())):
+        folder = base / "cnn-autograder-slots"
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == os.geteuid():
+                return folder
+        except OSError:
+            continue
+    raise OSError("no folder for the sandbox slot locks")
+
+
+def _ensure_group() -> int | None:
+    try:
+        return grp.getgrnam(GROUP).gr_gid
+    except KeyError:
+        pass
+    if shutil.which("groupadd"):
+        subprocess.run(["groupadd", "--system", GROUP], capture_output=True)
+    try:
+        return grp.getgrnam(GROUP).gr_gid
+    except KeyError:
+        return None
+
+
+def _ensure_user(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    if not shutil.which("useradd") or _ensure_group() is None:
+        return None
+    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell",
+                    "/usr/sbin/nologin", "--gid", GROUP, name], capture_output=True)
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
+
+
+def slot_user() -> pwd.struct_passwd | None:
+    """This process's sandbox user (created if missing; only as root), or None when there can be none."""
+    global _slot
+    if _slot is not None:
+        return _slot[0]
+    if os.geteuid() != 0:
+        return None
+    try:
+        folder = _lock_dir()
+    except OSError:
+        return None
+    order = list(range(SLOTS))
+    start = os.getpid() % SLOTS  # spread concurrent processes over the slots
+    order = order[start:] + order[:start]
+    fd = -1
+    chosen = None
+    for blocking in (False, True):
+        for slot in order:
+            fd = os.open(folder / f"slot-{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            chosen = slot
+            break
+        if chosen is not None:
+            break
+    name = BASE_USER if chosen == 0 else f"{BASE_USER}-{chosen}"
+    user = _ensure_user(name)
+    if user is None:
+        os.close(fd)
+        return None
+    _slot = (user, fd)
+    # A grader that died before (SIGKILL) may have left processes of this slot behind.
+    reap_user_processes(user.pw_uid, timeout=10)
+    return user
+
+
+def group_name() -> str:
+    return GROUP
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids whose real uid is ``uid`` (read from /proc; a slot's uid belongs to this process alone)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Uid:"):
+                        if int(line.split()[1]) == uid:
+                            pids.append(int(entry.name))
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def reap_user_processes(uid: int, timeout: float = 30.0) -> bool:
+    """SIGKILL every process of ``uid`` until none is left; False if some outlived ``timeout``."""
+    if uid == 0 or uid == os.geteuid():
+        return True  # never: only ever a sandbox user's processes
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = processes_of(uid)
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def grant_access(trees: list[Path], package_root: Path, packages: tuple[str, ...]) -> None:
+    """Let the sandbox group traverse to, and read, what the worker needs, with ACLs (nothing else changes).
+
+    A checkout or environment made under a strict umask (077) is unreadable to other users; the
+    ACL names only the sandbox group, whose users have no other rights on this machine.  In the
+    repository itself only the packages the worker imports are granted.
+    """
+    if not shutil.which("setfacl"):
+        return
+    who = f"g:{GROUP}"
+    parents = {parent for tree in trees for parent in tree.parents}
+    for parent in sorted(parents):
+        if parent.is_dir() and not (parent.stat().st_mode & 0o001):
+            subprocess.run(["setfacl", "-m", f"{who}:x", str(parent)], capture_output=True)
+    for tree in trees:
+        if tree == package_root:
+            subprocess.run(["setfacl", "-m", f"{who}:x", str(tree)], capture_output=True)
+            for name in packages:
+                if (tree / name).exists():
+                    subprocess.run(["setfacl", "-R", "-m", f"{who}:rX", str(tree / name)], capture_output=True)
+            continue
+        subprocess.run(["setfacl", "-R", "-m", f"{who}:rX", str(tree)], capture_output=True)
