@@ -48,6 +48,9 @@ TAMPER = ("sandbox", "executor", "forbid", "forbidden", "Executor", "_ForbidMode
 DYNAMIC = ("exec", "eval", "compile", "__import__", "importlib", "globals", "vars", "builtins", "__builtins__",
            "get_ipython", "input_transformers_cleanup", "input_transformers_post", "ast_transformers",
            "register_magic_function", "__getattribute__", "__dict__")
+#: Of those, the ones that count as attributes too (``obj.__dict__``, ``shell.input_transformers_cleanup``).
+DYNAMIC_ATTRIBUTES = ("__dict__", "__getattribute__", "input_transformers_cleanup", "input_transformers_post",
+                      "ast_transformers", "register_magic_function")
 ATTR_FUNCTIONS = ("getattr", "setattr", "hasattr", "delattr", "attrgetter", "methodcaller")
 KNOWN_GLOBALS = set(dir(builtins)) | {"get_ipython", "In", "Out", "display", "exit", "quit", "__name__", "__file__",
                                       "_", "__", "___"}
@@ -68,12 +71,13 @@ class Findings:
 
 
 def _parse(source: str) -> ast.Module | None:
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
+    if any(mark in source for mark in ("%", "!", "?")):  # IPython syntax (magics, shell, help): made Python first
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
 
-        source = TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - fall back to the raw source
-        pass
+            source = TransformerManager().transform_cell(source)
+        except Exception:  # noqa: BLE001 - fall back to the raw source
+            pass
     try:
         return ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -111,6 +115,29 @@ def _local_names(fn: ast.AST) -> set[str]:
         elif isinstance(sub, ast.ExceptHandler) and sub.name:
             names.add(sub.name)
     return names
+
+
+def _module_tampering(tree: ast.AST):
+    """Reaching torch's internals, or rebinding attributes of imported modules (``torch.helper = F.conv2d``)."""
+    modules = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for a in node.names}
+    modules |= {"torch", "F", "nn", "np", "numpy", "builtins"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("_C", "ops", "library", "_dispatch", "_python_dispatch") \
+                and getattr(node.value, "id", "") == "torch":
+            yield f"'torch.{node.attr}'"
+        elif isinstance(node, ast.Name) and node.id in ("DisableTorchFunction", "DisableTorchFunctionSubclass"):
+            yield f"'{node.id}'"
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store) \
+                            and getattr(sub.value, "id", "") in modules:
+                        yield f"an assignment to '{sub.value.id}.{sub.attr}'"
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setattr" and node.args \
+                and getattr(node.args[0], "id", "") in modules:
+            yield f"setattr on '{node.args[0].id}'"
 
 
 def _words_of(tree: ast.AST):
@@ -161,27 +188,42 @@ def _loops_of(tree: ast.AST) -> set[int]:
     return inside
 
 
-def analyse(sources: Iterable[tuple[str, str]], name: str, groups: list[str],
+@dataclass
+class Index:
+    """The notebook's top-level definitions, parsed once (a notebook may have 200,000 cells)."""
+
+    definitions: dict[str, list[tuple[str, ast.AST]]] = field(default_factory=dict)
+    tamper: list[str] = field(default_factory=list)   # where a cell touches the grader's worker
+    unparsed: list[str] = field(default_factory=list)
+
+
+def build_index(sources: Iterable[tuple[str, str]]) -> Index:
+    index = Index()
+    for label, source in sources:
+        tree = _parse(source)
+        if tree is None:
+            index.unparsed.append(label)
+            continue
+        index.tamper += [f"'{word}' in {label}" for word in _words_of(tree) if word in TAMPER]
+        index.tamper += [f"{what} in {label}" for what in _module_tampering(tree)]
+        for stmt in tree.body:
+            for bound in _bound_names(stmt):
+                index.definitions.setdefault(bound, []).append((label, stmt))
+    return index
+
+
+def analyse(sources: Iterable[tuple[str, str]] | Index, name: str, groups: list[str],
             names: dict[str, set[str]] | None = None) -> Findings:
     """Findings for function ``name`` given the notebook's cells as (label, source) in run order.
 
     ``names`` gives the name sets of the groups explicitly (to count call sites of any functions);
     by default a group's names are those of :data:`FORBIDDEN_GROUPS` and :data:`EXTRA_NAMES`.
     """
-    found = Findings()
-    definitions: dict[str, list[tuple[str, ast.AST]]] = {}
-    for label, source in sources:
-        tree = _parse(source)
-        if tree is None:
-            found.unparsed.append(label)
-            continue
-        if groups:
-            for word in _words_of(tree):
-                if word in TAMPER:
-                    found.forbidden.append((groups[0], f"'{word}' in {label}, which tampers with the grader's worker"))
-        for stmt in tree.body:
-            for bound in _bound_names(stmt):
-                definitions.setdefault(bound, []).append((label, stmt))
+    index = sources if isinstance(sources, Index) else build_index(sources)
+    found = Findings(unparsed=list(index.unparsed))
+    definitions = index.definitions
+    if groups:
+        found.forbidden += [(groups[0], f"{where}, which tampers with the grader's worker") for where in index.tamper]
     if name not in definitions:
         return found
     star_import = "*" in definitions  # names from `from x import *` cannot be told apart from undefined ones
@@ -199,23 +241,26 @@ def analyse(sources: Iterable[tuple[str, str]], name: str, groups: list[str],
             local = _local_names(stmt) if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                              ast.ClassDef)) else set()
             for sub in ast.walk(stmt):
-                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in seen:
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in seen \
+                        and sub.id not in local:
                     if sub.id in definitions:
                         todo.append(sub.id)
-                    elif sub.id not in local and sub.id not in KNOWN_GLOBALS and not star_import:
+                    elif sub.id not in KNOWN_GLOBALS and not star_import:
                         found.hidden.append(f"'{current}' uses the name '{sub.id}', which no cell defines")
     aliases = _aliases(nodes, forbidden)
     for label, stmt in nodes:
         loops = _loops_of(stmt)
         for sub in ast.walk(stmt):
             words: list[str] = []
+            dynamic = False
             if isinstance(sub, ast.Name):
-                words = [sub.id]
+                words, dynamic = [sub.id], True
             elif isinstance(sub, ast.Attribute):
-                words = [sub.attr]
+                words, dynamic = [sub.attr], sub.attr in DYNAMIC_ATTRIBUTES
             elif isinstance(sub, (ast.Import, ast.ImportFrom)):
                 words = [part for a in sub.names for part in a.name.split(".")]
                 words += (sub.module or "").split(".") if isinstance(sub, ast.ImportFrom) else []
+                dynamic = True
             elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and len(sub.value) < 60:
                 words = [sub.value]
             for word in words:
@@ -228,7 +273,7 @@ def analyse(sources: Iterable[tuple[str, str]], name: str, groups: list[str],
                 if word in CONCURRENCY and groups:
                     found.forbidden.append((groups[0], f"{where}: a graded function here may not start threads "
                                                        f"or processes"))
-                if word in DYNAMIC:
+                if word in DYNAMIC and dynamic:
                     found.hidden.append(f"{where} can hide what the code calls")
             if isinstance(sub, ast.Call):
                 callee = sub.func.attr if isinstance(sub.func, ast.Attribute) else getattr(sub.func, "id", "")
@@ -248,7 +293,7 @@ def analyse(sources: Iterable[tuple[str, str]], name: str, groups: list[str],
     return found
 
 
-def call_sites(sources: Iterable[tuple[str, str]], name: str, callees: set[str]) -> tuple[int, bool]:
+def call_sites(sources: Iterable[tuple[str, str]] | Index, name: str, callees: set[str]) -> tuple[int, bool]:
     """(call sites of any of ``callees`` reachable from ``name``, whether one lies inside a loop)."""
     found = analyse(sources, name, [], names={"calls": set(callees)})
     return found.call_sites.get("calls", 0), found.in_loop.get("calls", False)

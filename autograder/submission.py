@@ -103,6 +103,7 @@ class SandboxNamespace(Namespace):
         self.unavailable: str | None = None  # why no protected worker could be started any more
         self.flags: list[str] = []           # code that hides what it calls: for the instructor
         self._static: dict[tuple, list[tuple[str, str]]] = {}
+        self._index: static_check.Index | None = None
 
     @property
     def generation(self) -> int:
@@ -258,8 +259,10 @@ class SandboxNamespace(Namespace):
             raise SubmissionCrashed(f"the notebook's process {exc} during this check") from None
 
     # -- the grader's reading of the source -----------------------------------------------
-    def _sources(self) -> list[tuple[str, str]]:
-        return [(cell.label, cell.source) for cell in self.cells]
+    def _sources(self) -> static_check.Index:
+        if self._index is None:
+            self._index = static_check.build_index((cell.label, cell.source) for cell in self.cells)
+        return self._index
 
     def _static_forbidden(self, name: str, groups: list[str]) -> list[tuple[str, str]]:
         key = (name, tuple(groups))

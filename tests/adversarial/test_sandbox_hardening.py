@@ -303,6 +303,8 @@ SMOOTH_ATTACKS = {
                       "ex.forbidden = lambda groups: contextlib.nullcontext([])\n"
                       "import torch.nn.functional as F\n"
                       "def smooth(x, k):\n    return F.conv1d(x[None, None], k[None, None])[0, 0]",
+    "module-attribute": "import torch, torch.nn.functional as F\ntorch.helper = F.conv1d\n"
+                        "def smooth(x, k):\n    return torch.helper(x[None, None], k[None, None])[0, 0]",
     "getattr": "import torch.nn.functional as F\ndef smooth(x, k):\n    f = getattr(F, 'conv' + '1d')\n"
                "    return f(x[None, None], k[None, None])[0, 0]",
     "lazy-subclass": "import torch, torch.nn.functional as F\nclass Lazy(torch.Tensor):\n"
