@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, settings
 
 from .api import CheckSpec
 from .compare import CheckFailure
+from .hints import is_stub_failure
 from .namespace import ForbiddenAPIUsed, GraderFault, Namespace, StudentError, SubmissionCrashed
 
 INI = Path(__file__).with_name("checks.ini")
@@ -67,6 +68,7 @@ class _Plugin:
         self.collect_errors: list[str] = []
         self._started: dict[str, float] = {}
         self._failure: dict[str, tuple[str, str]] = {}
+        self._stubs: set[str] = set()  # checks that failed on a stub: no hint (docs/AUTHORING.md)
 
     def pytest_configure(self, config):
         config.addinivalue_line("markers", "check(spec): a graded check")
@@ -89,9 +91,9 @@ class _Plugin:
         np.random.seed(seed)
         torch.manual_seed(seed)
         spec = _spec(request.node)
-        begin = getattr(self._sub, "begin_check", None)
+        begin = getattr(type(self._sub), "begin_check", None)  # a class attribute: sub.x is a notebook name
         if begin is not None:
-            begin(request.node.nodeid)
+            begin(self._sub, request.node.nodeid)
         base = self._sub.default_timeout
         if spec is not None and spec.timeout:
             self._sub.default_timeout = spec.timeout
@@ -123,6 +125,8 @@ class _Plugin:
                 self._failure[item.nodeid] = ("error", f"the grader could not run this check (not your fault): {exc}")
             elif isinstance(exc, STUDENT_FAILURES) and call.when == "call":
                 self._failure[item.nodeid] = ("failed", (str(exc).strip() or type(exc).__name__)[:MAX_MESSAGE])
+                if is_stub_failure(exc):
+                    self._stubs.add(item.nodeid)
             else:
                 self._failure[item.nodeid] = ("error", f"the check itself failed ({call.when}): "
                                                        f"{type(exc).__name__}: {exc}\n{report.longreprtext[-3000:]}")
@@ -146,7 +150,7 @@ class _Plugin:
             name=report.nodeid.split("::")[-1], cell=spec.cell,
             points=spec.points if status == "passed" else 0.0, max_points=spec.points,
             kind=spec.kind, visibility=getattr(report, "_visibility", "public"), status=status, message=message,
-            hint=spec.hint, seconds=time.perf_counter() - self._started.get(report.nodeid, time.perf_counter())))
+            hint="" if report.nodeid in self._stubs else spec.hint, seconds=time.perf_counter() - self._started.get(report.nodeid, time.perf_counter())))
 
 
 def _spec(item) -> CheckSpec | None:

@@ -50,6 +50,12 @@ FORBIDDEN_GROUPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
          "adaptive_max_pool3d", "fractional_max_pool2d", "fractional_max_pool3d", "_mps_max_pool2d"),
         "a built-in max pooling (F.max_pool2d, nn.MaxPool2d, torch.max_pool2d)",
     ),
+    # Strided window views do what unfold does; the grader's static check knows numpy's as well.
+    "windows": (
+        ("as_strided",),
+        (),
+        "a strided window view (Tensor.as_strided, numpy's sliding_window_view or as_strided)",
+    ),
 }
 
 

@@ -22,7 +22,7 @@ from autograder.assignments import Course
 from autograder.authoring import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_test_cell
 from autograder.testing import check_code
-from tests.conftest import run_notebook
+from tests.conftest import failed_closed, run_solution_notebook
 
 AID = "01_apply_kernel"
 NOTEBOOK_BUDGET_S = 60
@@ -366,6 +366,68 @@ def edge_features(xb, kernels):
         return conv(xb)
 """
 
+# Correct answers in styles the checks were not written against (issue 18): a tensor subclass, numpy inside,
+# einsum, a different loop order, float64 accumulation, keyword arguments. Each set is graded in one batch.
+MORE_ALTERNATIVES = {
+    "edge_kernels": """
+import numpy as np
+top_edge = torch.nn.Parameter(torch.tensor([[-1., -1, -1], [0, 0, 0], [1, 1, 1]]), requires_grad=False)
+left_edge = torch.from_numpy(np.array([[-1, 1, 0]] * 3, dtype=np.float32))
+diag1_edge = torch.tensor([[0, -1, 1], [-1, 1, 0], [1, 0, 0]], dtype=torch.float).flip(0).flip(0)
+diag2_edge = torch.eye(3) - torch.diag(torch.ones(2), 1)
+""",
+    "apply_kernel": """
+import numpy as np
+
+def apply_kernel(img, row, col, kernel):
+    if len(img.shape) != 2 or len(kernel.shape) != 2:
+        raise ValueError("img and kernel must be 2-D")
+    k, k2 = kernel.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError("the kernel must be square with an odd size")
+    h, w = img.shape
+    r = k // 2
+    if min(row, col) < r or row >= h - r or col >= w - r:
+        raise ValueError("the patch leaves the image")
+    patch = img.numpy()[row - r:row + r + 1, col - r:col + r + 1]
+    return torch.tensor(np.einsum("ij,ij->", patch, kernel.numpy()), dtype=img.dtype)
+""",
+    "conv2d_loops": """
+import numpy as np
+
+def conv2d_loops(img, kernel, padding=0, stride=1):
+    # numpy inside, columns in the outer loop, sums accumulated in float64.
+    a, k = np.pad(img.numpy().astype(np.float64), padding), kernel.numpy().astype(np.float64)
+    (H, W), (kh, kw) = a.shape, k.shape
+    if kh > H or kw > W:
+        raise ValueError("the kernel does not fit in the padded image")
+    oh, ow = (H - kh) // stride + 1, (W - kw) // stride + 1
+    out = np.empty((oh, ow))
+    for j in range(ow):
+        for i in range(oh):
+            out[i, j] = np.einsum("ab,ab->", a[i * stride:i * stride + kh, j * stride:j * stride + kw], k)
+    return torch.from_numpy(out).to(img.dtype)
+""",
+    "conv1d_loops": """
+import numpy as np
+
+def conv1d_loops(x, weight, bias=None, stride=1, padding=0):
+    xp = np.concatenate([np.zeros(padding, dtype=np.float32), x.numpy(), np.zeros(padding, dtype=np.float32)])
+    k = weight.shape[0]
+    if k > xp.shape[0]:
+        raise ValueError("the kernel is longer than the padded signal")
+    w = weight.numpy()
+    out = [float(np.dot(xp[s:s + k], w)) for s in range(0, xp.shape[0] - k + 1, stride)]
+    shift = 0.0 if bias is None else torch.as_tensor(bias).reshape(-1)[0].item()
+    return torch.tensor(out, dtype=x.dtype) + shift
+""",
+    "edge_features": """
+def edge_features(xb, kernels):
+    n_kernels, kh, kw = kernels.shape
+    return torch.conv2d(input=xb, weight=kernels.view(n_kernels, 1, kh, kw), bias=None, stride=1, padding=0)
+""",
+}
+
 WRONG = {"edge_kernels": WRONG_KERNELS, "apply_kernel": WRONG_APPLY, "conv2d_loops": WRONG_CONV2D,
          "conv1d_loops": WRONG_CONV1D, "edge_features": WRONG_EDGE_FEATURES}
 ALTERNATIVES = {"edge_kernels": ALT_KERNELS, "apply_kernel": ALT_APPLY, "conv2d_loops": ALT_CONV2D,
@@ -444,8 +506,10 @@ def test_hidden_messages_do_not_print_reference_outputs(graded_variants):
     assert "largest difference" in message and "expected:" not in message and "[[" not in message
 
 
-def test_alternative_correct_implementations_get_full_marks():
-    results = check_code(AID, ALTERNATIVES)
+@pytest.mark.parametrize("alternatives", [ALTERNATIVES, MORE_ALTERNATIVES], ids=["alternatives", "other_styles"])
+def test_alternative_correct_implementations_get_full_marks(alternatives):
+    assert set(alternatives) == set(CELLS)
+    results = check_code(AID, alternatives)
     bad = {name: r.message for name, r in results.items() if not r.passed}
     assert not bad, bad
 
@@ -458,16 +522,12 @@ def test_alternative_correct_implementations_get_full_marks():
 @pytest.mark.slow
 def test_solution_notebook_runs_with_full_marks_within_budget(fashion_mnist_root):
     path = Course().get(AID).solution_notebook
-    nb, seconds = run_notebook(path, timeout=300)
-    scored = 0
+    nb, seconds = run_solution_notebook(path, timeout=300)
+    # The hidden blocks fail closed in a kernel; the reference's full marks come from the engine (tests/nbgrader/test_agreement.py).
+    assert failed_closed(nb) == set(CELLS.values())
     for cell in nb.cells:
         if is_test_cell(cell):
-            values = [o for o in cell.outputs if o.output_type == "execute_result"]
-            assert values, f"{grade_id(cell)} has no value"
-            assert float(values[0].data["text/plain"]) == cell.metadata["nbgrader"]["points"], grade_id(cell)
             assert not [o for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"], grade_id(cell)
-            scored += 1
-    assert scored == len(CELLS)
     assert seconds < NOTEBOOK_BUDGET_S, f"the notebook took {seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s)"
 
 
@@ -511,4 +571,4 @@ def test_graded_end_to_end(tmp_path, fashion_mnist_root):
     shape = tests["test_conv2d_loops: test_conv2d_loops_output_shape"]
     assert shape["status"] == "passed" and shape["score"] == shape["max_score"] == 1
     manual = [t for t in results["tests"] if t["name"].endswith("written answer")]
-    assert len(manual) == 3
+    assert len(manual) == 7  # three questions and four quick-recall ones

@@ -58,6 +58,7 @@ def col2im(body: str, validate: bool = True) -> str:
 
 SQUARE, NON_SQUARE = "test_col2im_shape_square_examples", "test_col2im_shape_non_square"
 SHAPE_REF, SHAPE_ERR = "test_col2im_shape_matches_reference", "test_col2im_shape_rejects_bad_arguments"
+SHAPE_TYPE = "test_col2im_shape_returns_tuple_of_ints"
 FORMULA = "((h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1)"
 
 COL2IM_VARIANTS = [
@@ -66,16 +67,17 @@ COL2IM_VARIANTS = [
           {SQUARE, NON_SQUARE, SHAPE_REF}),
     wrong("col2im_shape", "true_division_floats",
           col2im("return ((h + 2 * padding - kh) / stride + 1, (w + 2 * padding - kw) / stride + 1)"),
-          {SQUARE, NON_SQUARE, SHAPE_REF}),
+          {SQUARE, NON_SQUARE, SHAPE_REF, SHAPE_TYPE}),
     wrong("col2im_shape", "padding_counted_once",
           col2im("return ((h + padding - kh) // stride + 1, (w + padding - kw) // stride + 1)"),
           {SQUARE, SHAPE_REF}),
     wrong("col2im_shape", "kh_used_for_width",
           col2im("return ((h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kh) // stride + 1)"),
           {NON_SQUARE, SHAPE_REF}),
-    wrong("col2im_shape", "returns_list", col2im(f"return list({FORMULA})"), {SQUARE, NON_SQUARE, SHAPE_REF}),
-    wrong("col2im_shape", "returns_tensors", col2im(f"return tuple(torch.tensor({FORMULA}))"),
-          {SQUARE, NON_SQUARE, SHAPE_REF}),
+    # The right numbers in the wrong container: only the type check is lost (one behaviour per check).
+    wrong("col2im_shape", "returns_list", col2im(f"return list({FORMULA})"), {SHAPE_TYPE}, only=True),
+    wrong("col2im_shape", "returns_tensors", col2im(f"return tuple(torch.tensor({FORMULA}))"), {SHAPE_TYPE},
+          only=True),
     wrong("col2im_shape", "no_validation", col2im(f"return {FORMULA}", validate=False), {SHAPE_ERR}, only=True),
 ]
 COL2IM_CORRECT = [
@@ -86,6 +88,18 @@ COL2IM_CORRECT = [
     correct("col2im_shape", "math_floor", "import math\n" + col2im(
         "return (int(math.floor((h + 2 * padding - kh) / stride)) + 1, "
         "int(math.floor((w + 2 * padding - kw) / stride)) + 1)")),
+    # numpy arithmetic: numpy integers (which arrive as Python ints), validation by a helper.
+    correct("col2im_shape", "numpy_integers", """
+        import numpy as np
+
+        def col2im_shape(h, w, kernel_size, padding=0, stride=1):
+            k = np.broadcast_to(np.asarray(kernel_size), 2)
+            size = np.array([h, w]) + 2 * padding
+            if (k < 1).any() or padding < 0 or stride < 1 or (k > size).any():
+                raise ValueError(f"no {tuple(k)} patch fits in {tuple(size)} with stride {stride}")
+            h_out, w_out = (size - k) // stride + 1
+            return h_out, w_out
+        """),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -203,6 +217,23 @@ IM2COL_CORRECT = [
         cols = (torch.arange(w_out) * stride)[:, None] + torch.arange(kw)[None, :]   # (w_out, kw)
         patches = xp[:, :, rows[:, None, :, None], cols[None, :, None, :]]            # (n, c, h_out, w_out, kh, kw)
         return patches.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, h_out * w_out)
+        """)),
+    # A strided view of the padded batch (as_strided is not unfold), copied into the right order.
+    correct("im2col", "as_strided_view", im2col("""
+        xp = F.pad(x, (padding, padding, padding, padding)).contiguous()
+        sn, sc, sh, sw = xp.stride()
+        view = xp.as_strided((n, c, kh, kw, h_out, w_out), (sn, sc, sh, sw, sh * stride, sw * stride))
+        return view.reshape(n, c * kh * kw, h_out * w_out)
+        """)),
+    # numpy inside: fancy indexing on a padded numpy array, back to a tensor of x's dtype.
+    correct("im2col", "numpy_fancy_indexing", im2col("""
+        import numpy as np
+        xp = np.pad(x.numpy(), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+        a, b = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")              # (kh, kw) offsets
+        i, j = np.meshgrid(np.arange(h_out) * stride, np.arange(w_out) * stride, indexing="ij")
+        rows = a.reshape(-1, 1) + i.reshape(1, -1)                                   # (kh*kw, L)
+        cols = b.reshape(-1, 1) + j.reshape(1, -1)
+        return torch.from_numpy(xp[:, :, rows, cols].reshape(n, c * kh * kw, h_out * w_out).copy())
         """)),
 ]
 
@@ -333,6 +364,14 @@ CONV_CORRECT = [
         if bias is not None:
             out = out + bias
         return out.transpose(1, 2).reshape(n, nf, h_out, w_out)
+        """)),
+    # tensordot over the patch axis: (F, N, L), then the batch axis moved to the front.
+    correct("conv2d_unfold", "tensordot", conv("""
+        cols = F.unfold(x, weight.shape[-2:], padding=padding, stride=stride)
+        out = torch.tensordot(weight.flatten(start_dim=1), cols, dims=([1], [1])).permute(1, 0, 2)
+        if bias is not None:
+            out = out + bias.view(1, -1, 1)
+        return out.reshape(n, nf, h_out, w_out)
         """)),
 ]
 

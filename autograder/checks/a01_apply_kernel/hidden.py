@@ -8,13 +8,13 @@ from autograder.api import (
     expect,
     expect_close,
     expect_raises,
-    expect_tensor,
     fmt_call,
 )
 from autograder.checks.a01_apply_kernel.common import (
     CONV1D_CASES,
     CONV2D_CASES,
     COUNT_CONV_SOURCE,
+    expect_values,
     kernel_tensor,
 )
 
@@ -30,7 +30,8 @@ def _expect_apply(sub, ref, img, row, col, kernel):
 
 
 @check(cell="test_apply_kernel", points=2, kind="numerical",
-       hint="The patch is centred at (row, col): rows row-k//2 .. row+k//2, the same for columns; no flip.")
+       hint="The patch is centred at (row, col) for every odd size, 1 x 1 and 5 x 5 included, and the kernel is "
+            "not flipped: redo the failing position above by hand.")
 def test_apply_kernel_matches_reference_everywhere(sub, ref):
     img = torch.randn(7, 10)
     for k in (1, 3, 5):
@@ -42,7 +43,8 @@ def test_apply_kernel_matches_reference_everywhere(sub, ref):
 
 
 @check(cell="test_apply_kernel", points=1, kind="behaviour",
-       hint="A patch that touches the border is still inside: valid rows are k//2 .. H-1-k//2 (inclusive).")
+       hint="A patch that touches the border of the image is still inside it: check whether your comparisons "
+            "at the edges should be strict.")
 def test_apply_kernel_accepts_patches_touching_the_border(sub, ref):
     img = torch.randn(6, 9)
     for k in (3, 5):
@@ -53,7 +55,7 @@ def test_apply_kernel_accepts_patches_touching_the_border(sub, ref):
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
-       hint="Check the kernel is 2-D with as many rows as columns; raise ValueError otherwise.")
+       hint="A kernel with more rows than columns (or fewer) has no single size k: the docstring's Raises lists it.")
 def test_apply_kernel_rejects_non_square_kernel(sub, ref):
     img = torch.rand(9, 9)
     for shape in [(3, 5), (5, 3), (3, 1)]:
@@ -63,7 +65,8 @@ def test_apply_kernel_rejects_non_square_kernel(sub, ref):
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
-       hint="img must be exactly 2-D (H, W): check img.ndim and raise ValueError for (1, H, W) or (H,).")
+       hint="The image must be exactly 2-D, (H, W): a (1, H, W) or an (H,) tensor is an error (the docstring's "
+            "Raises).")
 def test_apply_kernel_rejects_non_2d_image(sub, ref):
     kernel = kernel_tensor("top_edge")
     for img in (torch.rand(1, 6, 6), torch.rand(6), torch.rand(2, 1, 6, 6)):
@@ -72,8 +75,8 @@ def test_apply_kernel_rejects_non_2d_image(sub, ref):
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
-       hint="Check all four sides: row - k//2 >= 0, row + k//2 < H (and the same for col). Python accepts "
-            "negative indices, so img[-1:2] silently gives the wrong patch instead of an error.")
+       hint="Check all four sides of the patch: the bottom and the right too, and a negative position, which "
+            "Python's negative indices would silently wrap around.")
 def test_apply_kernel_rejects_patch_leaving_bottom_right_or_negative(sub, ref):
     img = torch.rand(6, 8)
     kernel = torch.randn(3, 3)
@@ -96,19 +99,20 @@ NO_BUILTINS = ["conv", "unfold"]
 def _expect_conv2d(sub, ref, img, kernel, padding, stride):
     what = fmt_call("conv2d_loops", img, kernel, padding=padding, stride=stride)
     got = sub.call("conv2d_loops", img, kernel, padding=padding, stride=stride, forbid=NO_BUILTINS)
-    expect_tensor(got, ref.conv2d_loops(img, kernel, padding=padding, stride=stride), what=what)
+    expect_values(got, ref.conv2d_loops(img, kernel, padding=padding, stride=stride), what=what)
 
 
 @check(cell="test_conv2d_loops", points=2, kind="numerical",
-       hint="Zero-pad every side by `padding`, read the window at (i*stride, j*stride), kh rows by kw columns.")
+       hint="The failing case above combines padding, a stride and a kernel that may not be square: work out its "
+            "output size and first window with section 6, then compare.")
 def test_conv2d_loops_padding_stride_combinations(sub, ref):
     for (h, w), (kh, kw), p, s in CONV2D_CASES:
         _expect_conv2d(sub, ref, torch.randn(h, w), torch.randn(kh, kw), p, s)
 
 
 @check(cell="test_conv2d_loops", points=1, kind="behaviour",
-       hint="A kernel as large as the padded image is allowed: the output is 1 x 1. Compare with H + 2*padding, "
-            "not with H.")
+       hint="A kernel exactly as large as the padded image fits once, so the output is 1 x 1: compare the kernel "
+            "with the padded image's size, not the image's.")
 def test_conv2d_loops_kernel_as_large_as_padded_image(sub, ref):
     _expect_conv2d(sub, ref, torch.randn(4, 6), torch.randn(4, 6), 0, 1)
     _expect_conv2d(sub, ref, torch.randn(4, 6), torch.randn(6, 8), 1, 1)
@@ -116,14 +120,16 @@ def test_conv2d_loops_kernel_as_large_as_padded_image(sub, ref):
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="The stride can be larger than the kernel (windows skip pixels): use floor division for the size.")
+       hint="A stride larger than the kernel skips pixels between windows; the output size still comes from the "
+            "formula of section 6 (round down).")
 def test_conv2d_loops_stride_larger_than_kernel(sub, ref):
     _expect_conv2d(sub, ref, torch.randn(9, 11), torch.randn(2, 2), 0, 4)
     _expect_conv2d(sub, ref, torch.randn(5, 12), torch.randn(3, 1), 1, 5)
 
 
 @check(cell="test_conv2d_loops", points=1, kind="error",
-       hint="Check the height and the width separately: kh > H + 2*padding OR kw > W + 2*padding is an error.")
+       hint="Height and width are checked separately: a kernel too tall or too wide for the padded image is an "
+            "error, even when the other direction fits.")
 def test_conv2d_loops_rejects_kernel_too_large_in_one_direction(sub, ref):
     for (h, w), (kh, kw), p in [((5, 6), (3, 9), 1), ((5, 6), (8, 3), 1), ((4, 9), (5, 3), 0), ((7, 3), (2, 4), 0)]:
         img, kernel = torch.randn(h, w), torch.randn(kh, kw)
@@ -133,8 +139,8 @@ def test_conv2d_loops_rejects_kernel_too_large_in_one_direction(sub, ref):
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="Slide the kernel as it is (no flip) over the zero-padded image: with padding=1 the border of "
-            "the output sees the zeros around the picture.")
+       hint="Slide the kernel as it is (not flipped) over the zero-padded image: with padding 1 the outputs at the "
+            "border see the zeros around the picture.")
 def test_conv2d_loops_edge_kernels_on_a_rectangle(sub, ref):
     img = torch.zeros(9, 12)
     img[2:7, 3:10] = 1.0
@@ -142,7 +148,7 @@ def test_conv2d_loops_edge_kernels_on_a_rectangle(sub, ref):
         kernel = kernel_tensor(name)
         what = fmt_call("conv2d_loops", img, kernel, padding=1) + f" with {name}"
         got = sub.call("conv2d_loops", img, kernel, padding=1, forbid=NO_BUILTINS)
-        expect_tensor(got, ref.conv2d_loops(img, kernel, padding=1), what=what)
+        expect_values(got, ref.conv2d_loops(img, kernel, padding=1), what=what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,11 +159,12 @@ def test_conv2d_loops_edge_kernels_on_a_rectangle(sub, ref):
 def _expect_conv1d(sub, ref, x, weight, bias, stride, padding):
     kwargs = {"bias": bias, "stride": stride, "padding": padding}
     got = sub.call("conv1d_loops", x, weight, forbid=["conv"], **kwargs)
-    expect_tensor(got, ref.conv1d_loops(x, weight, **kwargs), what=fmt_call("conv1d_loops", x, weight, **kwargs))
+    expect_values(got, ref.conv1d_loops(x, weight, **kwargs), what=fmt_call("conv1d_loops", x, weight, **kwargs))
 
 
 @check(cell="test_conv1d_loops", points=2, kind="numerical",
-       hint="Pad both ends, step by stride, out[i] = (padded[i*s : i*s+k] * weight).sum() (+ bias).")
+       hint="The failing case above has padding, a stride and perhaps a bias: work out its length and first output "
+            "with section 7's formula, then compare.")
 def test_conv1d_loops_matches_reference(sub, ref):
     for i, (length, k, s, p) in enumerate(CONV1D_CASES):
         bias = torch.randn(1) if i % 2 else None
@@ -165,7 +172,8 @@ def test_conv1d_loops_matches_reference(sub, ref):
 
 
 @check(cell="test_conv1d_loops", points=1, kind="numerical",
-       hint="The bias may be a Python number, a 0-d tensor or a (1,) tensor: `out + bias` handles all three.")
+       hint="The docstring's Args allow three forms of bias (a number, a 0-d tensor, a (1,) tensor): each is one "
+            "number added to every output.")
 def test_conv1d_loops_bias_as_number_or_0d_tensor(sub, ref):
     x, weight = torch.randn(9), torch.randn(3)
     for bias in (0.75, torch.tensor(-1.5)):
@@ -174,7 +182,7 @@ def test_conv1d_loops_bias_as_number_or_0d_tensor(sub, ref):
 
 
 @check(cell="test_conv1d_loops", points=1, kind="error",
-       hint="Raise ValueError when the kernel is longer than the padded input (k > L + 2*padding).")
+       hint="A kernel longer than the padded signal has no window at all: the docstring's Raises says what to do.")
 def test_conv1d_loops_rejects_kernel_longer_than_input(sub, ref):
     for length, k, p in [(4, 5, 0), (3, 6, 1)]:
         x, weight = torch.randn(length), torch.randn(k)
@@ -189,22 +197,34 @@ def test_conv1d_loops_rejects_kernel_longer_than_input(sub, ref):
 
 
 @check(cell="test_edge_features", points=2, kind="numerical",
-       hint="The K kernels are K output channels that each look at one input channel: weight (K, 1, kh, kw).")
+       hint="The K kernels are K output channels that each look at the image's single input channel (the table "
+            "of section 8).")
 def test_edge_features_matches_reference(sub, ref):
     for n, k, (kh, kw), (h, w) in [(1, 1, (3, 3), (8, 8)), (5, 3, (1, 4), (7, 9)), (2, 6, (5, 2), (10, 6)),
                                    (4, 4, (3, 3), (28, 28))]:
         xb, kernels = torch.rand(n, 1, h, w), torch.randn(k, kh, kw)
-        expect_tensor(sub.edge_features(xb, kernels), ref.edge_features(xb, kernels),
+        expect_values(sub.edge_features(xb, kernels), ref.edge_features(xb, kernels),
                       what=fmt_call("edge_features", xb, kernels))
 
 
 @check(cell="test_edge_features", points=1, kind="behaviour",
-       hint="No Python loop over images or kernels: ONE F.conv2d call does the whole batch with all kernels.")
+       hint="No Python loop over images or kernels: section 8 shows what a single F.conv2d call does with a whole "
+            "batch and a stack of kernels.")
 def test_edge_features_uses_one_conv_call(sub, ref):
+    from autograder.static_check import group_names
+
+    # Counted in the grader from the submitted source (the worker cannot forge it): one call site, not in a loop.
+    sites = sub.source_call_sites("edge_features", group_names("conv"))
+    if sites is not None:
+        count, in_loop = sites
+        expect(count == 1 and not in_loop,
+               f"edge_features has {count} convolution call{'s' if count != 1 else ''} in its code"
+               f"{' inside a loop' if in_loop else ''}; expected exactly one F.conv2d call for the whole batch "
+               "and all the kernels")
     xb, kernels = torch.rand(3, 1, 8, 9), torch.randn(4, 3, 3)
     sub.exec(COUNT_CONV_SOURCE, _grader_xb=xb, _grader_k=kernels)
     n_conv = sub.eval("_grader_n_conv")
     expect(n_conv == 1, f"{fmt_call('edge_features', xb, kernels)} ran {n_conv} convolutions; "
                         "expected exactly one F.conv2d call for the whole batch and all the kernels")
-    expect_tensor(sub.eval("_grader_out"), ref.edge_features(xb, kernels),
+    expect_values(sub.eval("_grader_out"), ref.edge_features(xb, kernels),
                   what=fmt_call("edge_features", xb, kernels))

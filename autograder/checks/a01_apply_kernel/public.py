@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.api import (
+    Handle,
     check,
     expect,
     expect_close,
@@ -16,9 +17,11 @@ from autograder.api import (
 )
 from autograder.checks.a01_apply_kernel.common import (
     SENTENCE_SCORES,
+    expect_values,
     kernel_tensor,
     out_size,
 )
+from autograder.hints import NotImplementedYet
 
 # ---------------------------------------------------------------------------------------------
 # The four edge kernels
@@ -26,31 +29,40 @@ from autograder.checks.a01_apply_kernel.common import (
 
 
 def _expect_kernel(sub, name):
-    expect(sub.has(name), f"`{name}` is not defined: type it in the `edge_kernels` cell and run that cell.")
+    if not sub.has(name):
+        raise NotImplementedYet(f"`{name}` is not defined yet: it is not implemented yet "
+                                f"(type it in the `edge_kernels` cell and run that cell)")
     got = sub.eval(name)
-    expect_tensor(got, kernel_tensor(name), what=name, atol=0, rtol=0, show_values=True)
+    # Named by type only: the student's values are the exercise's own, no need to print them back.
+    kind = got.type_name if isinstance(got, Handle) else type(got).__name__
+    expect(isinstance(got, torch.Tensor), f"{name}: expected a 3x3 torch.Tensor of dtype float32, got a {kind}")
+    # The values are the exercise's own (section 2): exact, and float32 as the exercise asks.
+    expect_tensor(got, kernel_tensor(name), what=name, atol=0, rtol=0)
 
 
 @check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="top_edge = [[-1,-1,-1],[0,0,0],[1,1,1]] as a float32 tensor (torch.tensor(..., dtype=torch.float32)).")
+       hint="Compare your tensor entry by entry with the matrix of `top_edge` in section 2. Whole numbers alone "
+            "make an integer tensor: reread the last paragraph of Exercise 1.")
 def test_top_edge_values(sub):
     _expect_kernel(sub, "top_edge")
 
 
 @check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="left_edge = [[-1,1,0],[-1,1,0],[-1,1,0]] (fastbook's values, not top_edge transposed).")
+       hint="Reread the matrix of `left_edge` in section 2: it is fastbook's kernel, not `top_edge` turned on its side.")
 def test_left_edge_values(sub):
     _expect_kernel(sub, "left_edge")
 
 
 @check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="diag1_edge = [[0,-1,1],[-1,1,0],[1,0,0]] as a float32 tensor.")
+       hint="Section 2 describes `diag1_edge` as a \"/\" edge and `diag2_edge` as a \"\\\" edge: check which "
+            "diagonal carries the +1s, and the dtype.")
 def test_diag1_edge_values(sub):
     _expect_kernel(sub, "diag1_edge")
 
 
 @check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="diag2_edge = [[1,-1,0],[0,1,-1],[0,0,1]] as a float32 tensor.")
+       hint="Section 2 describes `diag2_edge` as a \"\\\" edge and `diag1_edge` as a \"/\" edge: check which "
+            "diagonal carries the +1s, and the dtype.")
 def test_diag2_edge_values(sub):
     _expect_kernel(sub, "diag2_edge")
 
@@ -66,8 +78,8 @@ def _patch_sum(img, row, col, kernel):
 
 
 @check(cell="test_apply_kernel", points=2, kind="numerical",
-       hint="Take img[row-1:row+2, col-1:col+2] (the patch CENTRED at (row, col)), multiply it element-wise "
-            "with the kernel (not flipped) and sum.")
+       hint="(row, col) is the centre of the patch, not its top-left corner, and the kernel is not flipped: "
+            "reread the two traps of Exercise 2 and redo the failing case above by hand.")
 def test_apply_kernel_3x3_patches(sub):
     img = torch.randn(6, 8)
     kernel = torch.randn(3, 3)  # not symmetric: a flipped kernel gives different numbers
@@ -78,7 +90,8 @@ def test_apply_kernel_3x3_patches(sub):
 
 
 @check(cell="test_apply_kernel", points=1, kind="numerical",
-       hint="For a k x k kernel the patch reaches k // 2 pixels on each side of the centre.")
+       hint="A k x k kernel reaches k // 2 pixels on each side of its centre: the failing case has k = 5, "
+            "so the patch is 5 x 5.")
 def test_apply_kernel_5x5_kernel(sub):
     img = torch.randn(7, 9)
     kernel = torch.randn(5, 5)
@@ -89,18 +102,19 @@ def test_apply_kernel_5x5_kernel(sub):
 
 
 @check(cell="test_apply_kernel", points=1, kind="shape",
-       hint="(patch * kernel).sum() is already a 0-d tensor: return it as it is (no .item(), no reshape).")
+       hint="The docstring's Returns asks for a tensor of shape () with the image's dtype, not a Python number "
+            "and not a tensor of shape (1,) or (1, 1).")
 def test_apply_kernel_returns_0d_tensor(sub):
     img, kernel = torch.rand(5, 5), kernel_tensor("top_edge")
     got = sub.apply_kernel(img, 2, 2, kernel)
     what = fmt_call("apply_kernel", img, 2, 2, kernel)
-    expect(type(got) is torch.Tensor, f"{what}: expected a 0-d torch.Tensor, got {type(got).__name__}")
+    expect(isinstance(got, torch.Tensor), f"{what}: expected a 0-d torch.Tensor, got {type(got).__name__}")
     expect(tuple(got.shape) == (), f"{what}: expected a 0-d tensor (shape ()), got shape {tuple(got.shape)}")
     expect(got.dtype == torch.float32, f"{what}: expected dtype float32 (the image's), got {got.dtype}")
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
-       hint="An even kernel (2x2, 4x4) has no centre pixel: raise ValueError before indexing.")
+       hint="An even kernel (2x2, 4x4) has no centre pixel: the docstring's Raises lists this case.")
 def test_apply_kernel_rejects_even_kernel(sub):
     img = torch.rand(8, 8)
     for k in (2, 4):
@@ -110,7 +124,8 @@ def test_apply_kernel_rejects_even_kernel(sub):
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
-       hint="A 3x3 patch centred at (0, 0) would need row -1 and column -1: raise ValueError.")
+       hint="A 3x3 patch centred at (0, 0) would need row -1 and column -1, which Python's negative indices "
+            "accept silently: reread the second trap of Exercise 2.")
 def test_apply_kernel_rejects_patch_outside_image(sub):
     img = torch.rand(6, 7)
     kernel = kernel_tensor("top_edge")
@@ -123,7 +138,7 @@ def test_apply_kernel_rejects_patch_outside_image(sub):
 # conv2d_loops
 # ---------------------------------------------------------------------------------------------
 
-NO_BUILTINS = ["conv", "unfold"]
+NO_BUILTINS = ["conv", "unfold", "windows"]
 
 
 def _conv2d_builtin(img, kernel, padding=0, stride=1):
@@ -138,50 +153,57 @@ def _expect_conv2d(sub, img, kernel, padding=0, stride=1):
         kwargs["stride"] = stride
     what = fmt_call("conv2d_loops", img, kernel, **kwargs)
     got = sub.call("conv2d_loops", img, kernel, forbid=NO_BUILTINS, **kwargs)
-    expect_tensor(got, _conv2d_builtin(img, kernel, padding, stride), what=what)
+    expect_values(got, _conv2d_builtin(img, kernel, padding, stride), what=what)
 
 
 @check(cell="test_conv2d_loops", points=2, kind="numerical",
-       hint="out[i, j] = (img[i:i+kh, j:j+kw] * kernel).sum() for every i, j where the window fits.")
+       hint="Redo one output position of the failing case by hand: a window of the image as large as the "
+            "kernel, multiplied element-wise with it (not flipped) and summed; compare with F.conv2d's number.")
 def test_conv2d_loops_matches_conv2d(sub):
     _expect_conv2d(sub, torch.randn(6, 8), torch.randn(3, 3))
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="Use kh (the kernel's number of rows) along the image's height and kw along its width.")
+       hint="With a non-square kernel, the kernel's rows go along the image's height and its columns along the "
+            "width: check that the two are not swapped somewhere.")
 def test_conv2d_loops_non_square_kernel(sub):
     _expect_conv2d(sub, torch.randn(7, 6), torch.randn(2, 4))
     _expect_conv2d(sub, torch.randn(5, 9), torch.randn(4, 1))
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="Padding adds `padding` rows of zeros at the top AND the bottom, and columns on the left AND right.")
+       hint="Padding surrounds the image with zeros on all four sides, `padding` rows or columns on each: "
+            "see the picture of section 6.")
 def test_conv2d_loops_padding(sub):
     _expect_conv2d(sub, torch.randn(5, 7), torch.randn(3, 3), padding=1)
     _expect_conv2d(sub, torch.randn(6, 4), torch.randn(3, 2), padding=2)
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="With stride s, output position (i, j) reads the window starting at (i*s, j*s).")
+       hint="With a stride s, neighbouring output positions are s pixels apart in the image, in both "
+            "directions (section 6).")
 def test_conv2d_loops_stride(sub):
     _expect_conv2d(sub, torch.randn(9, 8), torch.randn(3, 3), stride=2)
     _expect_conv2d(sub, torch.randn(10, 11), torch.randn(2, 3), stride=3)
 
 
 @check(cell="test_conv2d_loops", points=1, kind="shape",
-       hint="Output shape: ((H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1). Don't forget the + 1.")
+       hint="Count the window starts along each axis as section 6 does (round down, then the + 1), for the height "
+            "and for the width separately; the result keeps the image's dtype (the docstring's Returns).")
 def test_conv2d_loops_output_shape(sub):
     for (h, w), (kh, kw), p, s in [((6, 8), (3, 3), 0, 1), ((7, 5), (2, 4), 1, 1), ((9, 6), (3, 2), 1, 2)]:
         img, kernel = torch.randn(h, w), torch.randn(kh, kw)
         got = sub.call("conv2d_loops", img, kernel, padding=p, stride=s, forbid=NO_BUILTINS)
         what = fmt_call("conv2d_loops", img, kernel, padding=p, stride=s)
-        expect(type(got) is torch.Tensor, f"{what}: expected a torch.Tensor, got {type(got).__name__}")
+        expect(isinstance(got, torch.Tensor), f"{what}: expected a torch.Tensor, got {type(got).__name__}")
         expected = (out_size(h, kh, p, s), out_size(w, kw, p, s))
         expect(tuple(got.shape) == expected, f"{what}: expected shape {expected}, got {tuple(got.shape)}")
+        expect(got.dtype == img.dtype, f"{what}: expected dtype {img.dtype} (the image's), got {got.dtype}")
 
 
 @check(cell="test_conv2d_loops", points=1, kind="error",
-       hint="Before looping, raise ValueError if kh > H + 2*padding or kw > W + 2*padding.")
+       hint="A kernel larger than the padded image has no position at all: the docstring's Raises says when to "
+            "refuse, before any loop.")
 def test_conv2d_loops_rejects_kernel_larger_than_image(sub):
     img, kernel = torch.randn(4, 4), torch.randn(5, 5)
     expect_raises(lambda: sub.call("conv2d_loops", img, kernel, forbid=NO_BUILTINS), "ValueError",
@@ -194,7 +216,8 @@ def test_conv2d_loops_rejects_kernel_larger_than_image(sub):
 
 
 @check(cell="test_conv1d_loops", points=2, kind="numerical",
-       hint="out[i] = sum over j of x[i + j] * weight[j] (no flip), for i = 0 .. L - k.")
+       hint="Slide the kernel along the sentence as it is, not flipped: section 7's formula gives each output of "
+            "the case above. The result keeps x's dtype.")
 def test_conv1d_loops_sentence(sub):
     x = torch.tensor(SENTENCE_SCORES)
     weight = torch.tensor([-1.0, 0.0, 1.0])
@@ -204,7 +227,7 @@ def test_conv1d_loops_sentence(sub):
 
 
 @check(cell="test_conv1d_loops", points=1, kind="numerical",
-       hint="nn.Conv1d adds its bias (shape (1,)) to every output position.")
+       hint="The bias is one number added to every output (section 7's formula, the docstring's Args).")
 def test_conv1d_loops_matches_conv1d_with_bias(sub):
     conv = torch.nn.Conv1d(1, 1, 3)
     x = torch.randn(10)
@@ -212,12 +235,12 @@ def test_conv1d_loops_matches_conv1d_with_bias(sub):
     with torch.no_grad():
         expected = conv(x[None, None])[0, 0]
     got = sub.call("conv1d_loops", x, weight, bias, forbid=["conv"])
-    expect_tensor(got, expected, what=fmt_call("conv1d_loops", x, weight, bias) + " against nn.Conv1d(1, 1, 3)")
+    expect_values(got, expected, what=fmt_call("conv1d_loops", x, weight, bias) + " against nn.Conv1d(1, 1, 3)")
 
 
 @check(cell="test_conv1d_loops", points=1, kind="numerical",
-       hint="Pad `padding` zeros at both ends, then step the window start by `stride`: "
-            "the output has (L + 2p - k) // s + 1 entries.")
+       hint="Zeros go at both ends of the signal, and the window moves `stride` values at a time: compare your "
+            "output's length with the formula of section 7.")
 def test_conv1d_loops_stride_and_padding(sub):
     conv = torch.nn.Conv1d(1, 1, 4, stride=2, padding=1, bias=False)
     x = torch.randn(11)
@@ -225,7 +248,7 @@ def test_conv1d_loops_stride_and_padding(sub):
     with torch.no_grad():
         expected = conv(x[None, None])[0, 0]
     got = sub.call("conv1d_loops", x, weight, stride=2, padding=1, forbid=["conv"])
-    expect_tensor(got, expected, what=fmt_call("conv1d_loops", x, weight, stride=2, padding=1)
+    expect_values(got, expected, what=fmt_call("conv1d_loops", x, weight, stride=2, padding=1)
                   + " against nn.Conv1d(1, 1, 4, stride=2, padding=1, bias=False)")
 
 
@@ -235,21 +258,22 @@ def test_conv1d_loops_stride_and_padding(sub):
 
 
 @check(cell="test_edge_features", points=1, kind="shape",
-       hint="F.conv2d wants weight of shape (out_channels, in_channels, kh, kw): kernels[:, None] is (K, 1, kh, kw).")
+       hint="F.conv2d reads its weight as (out_channels, in_channels, kh, kw): the table of section 8 says which of "
+            "these the K kernels are, and which axis your (K, kh, kw) stack is missing.")
 def test_edge_features_shape(sub):
     xb, kernels = torch.rand(3, 1, 10, 12), torch.randn(4, 3, 3)
     got = sub.edge_features(xb, kernels)
     what = fmt_call("edge_features", xb, kernels)
-    expect(type(got) is torch.Tensor, f"{what}: expected a torch.Tensor, got {type(got).__name__}")
+    expect(isinstance(got, torch.Tensor), f"{what}: expected a torch.Tensor, got {type(got).__name__}")
     expect(tuple(got.shape) == (3, 4, 8, 10),
            f"{what}: expected shape (N, K, H-kh+1, W-kw+1) = (3, 4, 8, 10), got {tuple(got.shape)}")
 
 
 @check(cell="test_edge_features", points=2, kind="numerical",
-       hint="One F.conv2d call with the kernels given an input-channel axis, (K, 1, kh, kw); "
-            "no padding, stride 1, no flipping.")
+       hint="One F.conv2d call with no padding, stride 1 and the kernels as they are (not flipped); if the shape is "
+            "right but the values are not, check where you inserted the missing axis (section 8).")
 def test_edge_features_matches_conv2d(sub):
     xb, kernels = torch.rand(2, 1, 9, 7), torch.randn(3, 2, 4)
-    expect_tensor(sub.edge_features(xb, kernels), F.conv2d(xb, kernels[:, None]),
-                  what=fmt_call("edge_features", xb, kernels))
+    expect_values(sub.edge_features(xb, kernels), F.conv2d(xb, kernels[:, None]),
+                         what=fmt_call("edge_features", xb, kernels))
 

@@ -41,7 +41,8 @@ def _compare_out_size(sub, case_h, case_w):
 
 
 @check(cell="test_conv_out_size", points=1, kind="shape",
-       hint="A window of size k fits in n - k + 1 places: do not forget the + 1.")
+       hint="Count the positions at which a window of size k can start in n pixels (section 1), on the smallest "
+            "failing case above.")
 def test_conv_out_size_no_padding_matches_conv2d(sub):
     @C.prop(40)
     @given(C.fitting_cases(max_s=1, max_p=0), C.fitting_cases(max_s=1, max_p=0))
@@ -53,8 +54,8 @@ def test_conv_out_size_no_padding_matches_conv2d(sub):
 
 
 @check(cell="test_conv_out_size", points=1, kind="shape",
-       hint="Padding adds p pixels on BOTH sides; a stride s keeps floor((n + 2p - k) / s) + 1 windows "
-            "(round down: a window that would stick out is dropped).")
+       hint="Padding adds p pixels on both sides, and a window that would stick out past the padded edge is not "
+            "computed: reread how section 1 rounds, and try the failing case above by hand.")
 def test_conv_out_size_padding_and_stride_match_conv2d(sub):
     @C.prop(50)
     @given(C.fitting_cases(max_s=4, max_p=3), C.fitting_cases(max_s=4, max_p=3))
@@ -67,7 +68,7 @@ def test_conv_out_size_padding_and_stride_match_conv2d(sub):
 
 
 @check(cell="test_conv_out_size", points=1, kind="shape",
-       hint="A kernel of size k with dilation d spans d * (k - 1) + 1 input pixels.")
+       hint="Dilation spreads the kernel's taps apart: section 1 gives the effective size of a dilated kernel.")
 def test_conv_out_size_dilation_matches_conv2d(sub):
     @C.prop(40)
     @given(C.fitting_cases(max_s=3, max_p=3, max_d=4), C.fitting_cases(max_s=3, max_p=3, max_d=4))
@@ -79,14 +80,16 @@ def test_conv_out_size_dilation_matches_conv2d(sub):
 
 
 @check(cell="test_conv_out_size", points=0.5, kind="behaviour",
-       hint="Use integer division //, not / (which gives a float).")
+       hint="The result must be a Python int: true division gives a float even when it divides exactly "
+            "(Exercise 1's first bullet).")
 def test_conv_out_size_returns_int(sub):
     for args, kwargs in (((28, 3), {"stride": 2, "padding": 1}), ((9, 3), {}), ((10, 3), {"dilation": 2})):
         C.expect_int(C.call(sub, "conv_out_size", *args, **kwargs), fmt_call("conv_out_size", *args, **kwargs))
 
 
 @check(cell="test_conv_out_size", points=1, kind="error",
-       hint="Check kernel_size >= 1, stride >= 1, padding >= 0 and dilation >= 1 before computing.")
+       hint="The docstring's Raises lists the values of kernel_size, stride, padding and dilation that make no "
+            "sense; the failing call above is one of them.")
 def test_conv_out_size_rejects_invalid_arguments(sub):
     bad = [((10, 0), {}), ((10, -3), {}), ((10, 3), {"stride": 0}), ((10, 3), {"stride": -1}),
            ((10, 3), {"padding": -1}), ((10, 3), {"dilation": 0})]
@@ -96,8 +99,8 @@ def test_conv_out_size_rejects_invalid_arguments(sub):
 
 
 @check(cell="test_conv_out_size", points=1, kind="error",
-       hint="When the (dilated) kernel is larger than the padded input there is no output: raise ValueError. "
-            "Careful: int(-0.5) is 0 but -1 // 2 is -1.")
+       hint="When the (dilated) kernel is larger than the padded input there is no output, as nn.Conv2d says too. "
+            "Reread how Python rounds a negative quotient (Exercise 1's first bullet).")
 def test_conv_out_size_rejects_kernel_larger_than_padded_input(sub):
     @C.prop(40)
     @given(C.too_small_cases())
@@ -117,9 +120,10 @@ def test_conv_out_size_rejects_kernel_larger_than_padded_input(sub):
 # -- same_padding ----------------------------------------------------------------------------------
 
 def _expect_same_size(sub, k, d):
+    """The padding keeps the size (any whole number-like: the Python int has its own check)."""
     what = fmt_call("same_padding", k, dilation=d)
-    p = C.call(sub, "same_padding", k, dilation=d)
-    expect(type(p) is int and p >= 0, f"{what}: expected a non-negative Python int, got {p!r}")
+    p = C.whole_number(C.call(sub, "same_padding", k, dilation=d), what)
+    expect(p >= 0, f"{what}: expected a padding >= 0, got {p}")
     h, w = 2 * d * (k - 1) + 3, 2 * d * (k - 1) + 8  # non-square, larger than the kernel
     got = C.conv2d_out_hw(h, w, k, padding=p, dilation=d)
     expect(got == (h, w), f"{what} returned {p}, but nn.Conv2d({k}, padding={p}, dilation={d}) turns a "
@@ -128,14 +132,15 @@ def _expect_same_size(sub, k, d):
 
 
 @check(cell="test_same_padding", points=1, kind="shape",
-       hint="At stride 1 the output has n + 2p - (k - 1) pixels: solve for p.")
+       hint="At stride 1 the formula of section 1 loses the division: section 2 solves it for the padding that "
+            "gives back n.")
 def test_same_padding_keeps_size_odd_kernels(sub):
     for k in (1, 3, 5, 7, 9, 11):
         _expect_same_size(sub, k, 1)
 
 
 @check(cell="test_same_padding", points=1, kind="shape",
-       hint="With dilation d the kernel spans d * (k - 1) + 1 pixels; pad half of d * (k - 1) on each side.")
+       hint="With a dilation the kernel covers more pixels than k: section 2's equation keeps the dilation in.")
 def test_same_padding_keeps_size_with_dilation(sub):
     @C.prop(40)
     @given(st.integers(1, 9), st.integers(1, 5))
@@ -151,8 +156,8 @@ def test_same_padding_keeps_size_with_dilation(sub):
 
 
 @check(cell="test_same_padding", points=1, kind="error",
-       hint="An even effective kernel (d * (k - 1) + 1 even) cannot be centred: raise ValueError. "
-            "Note that k = 2 with dilation 2 spans 3 pixels, which is odd.")
+       hint="An even effective kernel cannot be centred (section 2); note that k = 2 with dilation 2 covers 3 "
+            "pixels, which is odd.")
 def test_same_padding_rejects_even_effective_kernel(sub):
     @C.prop(30)
     @given(st.integers(1, 10), st.integers(1, 5))
@@ -168,6 +173,13 @@ def test_same_padding_rejects_even_effective_kernel(sub):
     prop()
 
 
+@check(cell="test_same_padding", points=0.5, kind="behaviour",
+       hint="A padding is a whole number of pixels, and nn.Conv2d wants a Python int: see the docstring's Returns.")
+def test_same_padding_returns_int(sub):
+    for k, d in ((3, 1), (5, 1), (3, 2), (2, 2), (7, 3)):
+        C.expect_int(C.call(sub, "same_padding", k, dilation=d), fmt_call("same_padding", k, dilation=d))
+
+
 # -- conv_params -----------------------------------------------------------------------------------
 
 def _compare_params(sub, cin, cout, kernel_size, **kwargs):
@@ -179,7 +191,8 @@ def _compare_params(sub, cin, cout, kernel_size, **kwargs):
 
 
 @check(cell="test_conv_params", points=1, kind="numerical",
-       hint="Weights: out_channels x in_channels x k x k, plus one bias per output channel.")
+       hint="One k x k kernel for every pair (input channel, output channel), plus one bias per output channel "
+            "(section 3).")
 def test_conv_params_square_kernel_with_bias(sub):
     @C.prop(40)
     @given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 7))
@@ -190,7 +203,7 @@ def test_conv_params_square_kernel_with_bias(sub):
     prop()
 
 
-@check(cell="test_conv_params", points=1, kind="numerical", hint="bias=False: no bias vector at all.")
+@check(cell="test_conv_params", points=1, kind="numerical", hint="bias=False: the layer has no bias vector at all.")
 def test_conv_params_without_bias(sub):
     @C.prop(30)
     @given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 7))
@@ -202,7 +215,7 @@ def test_conv_params_without_bias(sub):
 
 
 @check(cell="test_conv_params", points=1, kind="numerical",
-       hint="kernel_size=(kh, kw) means kh * kw weights per channel pair, not kh * kh.")
+       hint="kernel_size=(kh, kw) is a kernel of kh rows and kw columns: both sides count.")
 def test_conv_params_rectangular_kernel(sub):
     @C.prop(40)
     @given(st.integers(1, 32), st.integers(1, 32), st.integers(1, 7), st.integers(1, 7), st.booleans())
@@ -215,7 +228,8 @@ def test_conv_params_rectangular_kernel(sub):
 
 
 @check(cell="test_conv_params", points=1, kind="numerical",
-       hint="With groups=g each filter only sees in_channels / g input channels; there are still out_channels filters.")
+       hint="With groups=g each filter only sees in_channels / g input channels; there are still out_channels "
+            "filters (section 3).")
 def test_conv_params_groups(sub):
     @C.prop(40)
     @given(st.integers(1, 8), st.integers(1, 6), st.integers(1, 6), st.integers(1, 5), st.booleans())
@@ -229,7 +243,7 @@ def test_conv_params_groups(sub):
 
 
 @check(cell="test_conv_params", points=0.5, kind="error",
-       hint="nn.Conv2d raises ValueError when groups does not divide in_channels and out_channels; do the same.")
+       hint="nn.Conv2d refuses a groups that does not divide both channel counts: the docstring's Raises.")
 def test_conv_params_rejects_groups_not_dividing_channels(sub):
     for cin, cout, g in ((3, 4, 2), (4, 6, 4), (6, 4, 4)):
         try:
@@ -244,8 +258,8 @@ def test_conv_params_rejects_groups_not_dividing_channels(sub):
 # -- conv_mults ------------------------------------------------------------------------------------
 
 @check(cell="test_conv_mults", points=1, kind="numerical",
-       hint="Each output value is a dot product of in_channels * kh * kw numbers; there are "
-            "out_channels * out_h * out_w output values. Biases are additions, not multiplications.")
+       hint="Each output value is one filter times one patch: count the output values, and the multiplications "
+            "each one needs. Biases are added, never multiplied (section 3, Multiplications).")
 def test_conv_mults_hand_counts(sub):
     cases = [
         ((8, 16, 3, 7, 7), 7 * 7 * (1168 - 16)),        # fastbook: 1168 parameters, 16 of them biases
@@ -273,7 +287,7 @@ def test_conv_mults_matches_measurement(sub):
 
 
 @check(cell="test_conv_mults", points=1, kind="numerical",
-       hint="kernel_size=(kh, kw) means kh * kw multiplications per input channel, not kh * kh.")
+       hint="kernel_size=(kh, kw) is a kernel of kh rows and kw columns: both sides count, as in conv_params.")
 def test_conv_mults_rectangular_kernel(sub):
     @C.prop(30)
     @given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5), st.integers(1, 5),
@@ -290,7 +304,8 @@ def test_conv_mults_rectangular_kernel(sub):
 # -- receptive_field -------------------------------------------------------------------------------
 
 @check(cell="test_receptive_field", points=1, kind="numerical",
-       hint="Each layer adds (k - 1) times the product of the strides of the layers BEFORE it.")
+       hint="Each layer adds (k - 1) times the jump, the product of the strides of the layers before it "
+            "(section 4); the failing case above is small enough to draw.")
 def test_receptive_field_small_examples(sub):
     cases = [
         ([], 1),                                # no layer: a unit sees itself
@@ -305,8 +320,8 @@ def test_receptive_field_small_examples(sub):
 
 
 @check(cell="test_receptive_field", points=2, kind="numerical",
-       hint="The receptive field grows by (k - 1) * jump, where jump (the product of the earlier strides) "
-            "is the distance in input pixels between neighbouring units of the current layer.")
+       hint="Walk through the layers from the input, keeping the receptive field and the jump (section 4): a "
+            "layer's own stride only matters for the layers after it.")
 def test_receptive_field_matches_gradient_measurement(sub):
     layer = st.tuples(st.integers(1, 5), st.integers(1, 2))
 
@@ -337,15 +352,16 @@ def _expect_shapes(got, expected, what):
 
 @check(cell="test_feature_map_shapes", points=1, kind="shape",
        hint="One (C, H, W) tuple per top-level child, without the batch dimension; (F,) after nn.Flatten.")
-def test_feature_map_shapes_simple_cnn(sub):
-    model = C.build_in(sub, "simple_cnn")
-    got = C.call(sub, "feature_map_shapes", model, (1, 28, 28), what="feature_map_shapes(simple_cnn, (1, 28, 28))")
-    expected = [(8, 14, 14), (16, 7, 7), (32, 4, 4), (64, 2, 2), (10, 1, 1), (10,)]
-    _expect_shapes(got, expected, "feature_map_shapes(simple_cnn, (1, 28, 28))")
+def test_feature_map_shapes_stride2_cnn(sub):
+    model = C.build_in(sub, "stride2_cnn")
+    what = "feature_map_shapes(a stride-2 CNN, (1, 28, 28))"
+    got = C.call(sub, "feature_map_shapes", model, (1, 28, 28), what=what)
+    expected = [(6, 14, 14), (12, 7, 7), (24, 4, 4), (10, 2, 2), (10, 1, 1), (10,)]
+    _expect_shapes(got, expected, what)
 
 
 @check(cell="test_feature_map_shapes", points=1, kind="shape",
-       hint="Register the hook on every top-level child (model.children()), not on model.modules().")
+       hint="Only the top-level children of the model count, not every module inside them (Exercise 6).")
 def test_feature_map_shapes_matches_layer_by_layer_run(sub):
     model = C.build_in(sub, "mixed")  # Conv2d (3x5) > BatchNorm2d > ReLU > MaxPool2d > dilated Conv2d > ... > Linear
     oracle = C.build_here("mixed")
@@ -356,10 +372,11 @@ def test_feature_map_shapes_matches_layer_by_layer_run(sub):
 
 
 @check(cell="test_feature_map_shapes", points=0.5, kind="behaviour",
-       hint="Return a list of tuples of Python ints: tuple(output.shape[1:]) works (torch.Size is a tuple).")
+       hint="A list of tuples of Python ints, as the docstring's Returns says: a torch.Size is a tuple, a list of "
+            "lists is not.")
 def test_feature_map_shapes_returns_list_of_int_tuples(sub):
-    model = C.build_in(sub, "simple_cnn")
-    what = "feature_map_shapes(simple_cnn, (1, 28, 28))"
+    model = C.build_in(sub, "stride2_cnn")
+    what = "feature_map_shapes(a stride-2 CNN, (1, 28, 28))"
     got = C.call(sub, "feature_map_shapes", model, (1, 28, 28), what=what)
     expect(type(got) is list, f"{what}: expected a list, got {type(got).__name__}")
     for item in got:
@@ -373,9 +390,9 @@ def _hook_counts(model):
 
 
 @check(cell="test_feature_map_shapes", points=1, kind="behaviour",
-       hint="register_forward_hook returns a handle: keep them all and call .remove() on each at the end.")
+       hint="A hook stays registered until its handle is removed: reread point 1 of section 5.")
 def test_feature_map_shapes_removes_its_hooks(sub):
-    for name, shape in (("simple_cnn", (1, 28, 28)), ("mixed", (3, 20, 30))):
+    for name, shape in (("stride2_cnn", (1, 28, 28)), ("mixed", (3, 20, 30))):
         model = C.build_in(sub, name)
         for _ in range(2):
             C.call(sub, "feature_map_shapes", model, shape, what=f"feature_map_shapes({name} model, {shape})")
@@ -385,7 +402,7 @@ def test_feature_map_shapes_removes_its_hooks(sub):
 
 
 @check(cell="test_feature_map_shapes", points=1, kind="behaviour",
-       hint="Remove the hooks in a finally: block, so they go away even when the forward pass raises.")
+       hint="The hooks must go away even when the forward pass raises an error: reread point 1 of section 5.")
 def test_feature_map_shapes_removes_hooks_when_forward_fails(sub):
     model = C.build_in(sub, "fails_small")
     C.call(sub, "feature_map_shapes", model, (1, 20, 20), what="feature_map_shapes(model, (1, 20, 20))")  # must work
@@ -399,7 +416,8 @@ def test_feature_map_shapes_removes_hooks_when_forward_fails(sub):
 
 
 @check(cell="test_feature_map_shapes", points=1, kind="behaviour",
-       hint="Run the dummy batch in eval mode under torch.no_grad(), then put back the training flag you found.")
+       hint="Leave the model as you found it: its training flag and BatchNorm's running statistics (points 2 and 3 "
+            "of section 5).")
 def test_feature_map_shapes_leaves_model_unchanged(sub):
     model = C.build_in(sub, "bn_train")
     flags_before = C.training_flags(model.describe())

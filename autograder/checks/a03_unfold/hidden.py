@@ -4,16 +4,17 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from autograder.api import check, expect_equal, expect_raises, expect_tensor, fmt_call
+from autograder.api import check, expect_raises, expect_tensor, fmt_call
 
-from .common import expect_im2col
+from .common import expect_im2col, expect_shape_pair
 
 # ---------------------------------------------------------------------------------------------
 # col2im_shape
 
 
-@check(cell="test_col2im_shape", points=2, kind="shape",
-       hint="h_out = (h + 2*padding - kh) // stride + 1 and w_out = (w + 2*padding - kw) // stride + 1, as ints.")
+@check(cell="test_col2im_shape", points=1.5, kind="shape",
+       hint="Edge cases: a kernel that exactly fits the padded image, a stride larger than the kernel, a 1 x 1 "
+            "image, ImageNet-sized layers. Redo the failing case with section 3's formula.")
 def test_col2im_shape_matches_reference(sub, ref):
     cases = [
         (28, 28, 3, 0, 1), (28, 28, (3, 5), 2, 1), (32, 17, (5, 2), 1, 2), (9, 13, (4, 6), 0, 3),
@@ -22,19 +23,20 @@ def test_col2im_shape_matches_reference(sub, ref):
         (1, 1, 1, 0, 1), (1, 9, (1, 3), 0, 2), (224, 224, 11, 2, 4), (224, 224, 7, 3, 2),
     ]
     for h, w, k, p, s in cases:
-        expect_equal(sub.col2im_shape(h, w, k, padding=p, stride=s), ref.col2im_shape(h, w, k, padding=p, stride=s),
-                     what=fmt_call("col2im_shape", h, w, k, padding=p, stride=s))
+        expect_shape_pair(sub.col2im_shape(h, w, k, padding=p, stride=s),
+                          ref.col2im_shape(h, w, k, padding=p, stride=s),
+                          what=fmt_call("col2im_shape", h, w, k, padding=p, stride=s))
 
 
 # ---------------------------------------------------------------------------------------------
 # im2col
 
 
-def _compare_im2col(sub, ref, x, k, p, s):
+def _compare_im2col(sub, ref, x, k, p, s, check_dtype=False):
     what = fmt_call("im2col", x, k, padding=p, stride=s)
     got = sub.call("im2col", x, k, padding=p, stride=s, forbid=["unfold"])
     expect_im2col(got, ref.im2col(x, k, padding=p, stride=s), what=what, x_shape=x.shape, kernel_size=k,
-                  padding=p, stride=s)
+                  padding=p, stride=s, check_dtype=check_dtype)
 
 
 @check(cell="test_im2col", points=2, kind="numerical",
@@ -53,16 +55,17 @@ def test_im2col_matches_reference_on_random_shapes(sub, ref, n, c, kh, kw, p, s,
 
 @check(cell="test_im2col", points=1, kind="numerical",
        hint="Edge cases: a kernel as large as the padded image (one column), a 1x1 kernel, a stride larger "
-            "than the kernel, and float64 input (keep x's dtype, e.g. with x.new_empty or dtype=x.dtype).")
+            "than the kernel, and float64 input, whose dtype the result keeps (a tensor you create is float32 "
+            "unless you say otherwise).")
 def test_im2col_edge_cases(sub, ref):
-    _compare_im2col(sub, ref, torch.randn(2, 2, 3, 4), (5, 6), 1, 1)        # one patch covers everything
-    _compare_im2col(sub, ref, torch.randn(1, 4, 5, 6), 1, 0, 2)             # 1x1 kernel, stride 2
-    _compare_im2col(sub, ref, torch.randn(2, 1, 9, 9), 2, 0, 4)             # stride > kernel
-    _compare_im2col(sub, ref, torch.randn(2, 3, 5, 4, dtype=torch.float64), (2, 3), 1, 2)
+    _compare_im2col(sub, ref, torch.randn(2, 2, 3, 4), (5, 6), 1, 1, check_dtype=True)   # one patch covers everything
+    _compare_im2col(sub, ref, torch.randn(1, 4, 5, 6), 1, 0, 2, check_dtype=True)        # 1x1 kernel, stride 2
+    _compare_im2col(sub, ref, torch.randn(2, 1, 9, 9), 2, 0, 4, check_dtype=True)        # stride > kernel
+    _compare_im2col(sub, ref, torch.randn(2, 3, 5, 4, dtype=torch.float64), (2, 3), 1, 2, check_dtype=True)
 
 
 @check(cell="test_im2col", points=1, kind="error",
-       hint="Raise ValueError when the kernel does not fit in the padded image (col2im_shape can do it for you).")
+       hint="A kernel that does not fit in the padded image has no patch at all: the docstring's Raises.")
 def test_im2col_rejects_kernel_larger_than_image(sub, ref):
     for shape, k, p in [((1, 1, 4, 4), 5, 0), ((2, 3, 6, 3), (3, 6), 1)]:
         x = torch.randn(shape)
@@ -74,10 +77,11 @@ def test_im2col_rejects_kernel_larger_than_image(sub, ref):
 # conv2d_unfold
 
 
-def _compare_conv(sub, ref, x, weight, bias, p, s, atol=1e-4):
+def _compare_conv(sub, ref, x, weight, bias, p, s, atol=1e-4, check_dtype=False):
     what = fmt_call("conv2d_unfold", x, weight, bias, padding=p, stride=s)
     got = sub.call("conv2d_unfold", x, weight, bias, padding=p, stride=s, forbid=["conv"])
-    expect_tensor(got, ref.conv2d_unfold(x, weight, bias, padding=p, stride=s), what=what, atol=atol)
+    expect_tensor(got, ref.conv2d_unfold(x, weight, bias, padding=p, stride=s), what=what, atol=atol,
+                  check_dtype=check_dtype)
 
 
 @check(cell="test_conv2d_unfold", points=2, kind="numerical",
@@ -97,16 +101,16 @@ def test_conv2d_unfold_matches_reference(sub, ref):
 
 
 @check(cell="test_conv2d_unfold", points=1, kind="numerical",
-       hint="The bias has one value per filter: add bias.reshape(1, F, 1) to the (N, F, L) product "
-            "(or bias.reshape(1, F, 1, 1) to the (N, F, h_out, w_out) output), never along the width.")
+       hint="The bias has one value per filter: it must broadcast over the images and the positions, never along "
+            "the width (here every dimension of the output is 3, so a wrong broadcast raises no error).")
 def test_conv2d_unfold_bias_is_per_filter(sub, ref):
     # Every dimension of the output is 3, so a bias broadcast along the wrong axis raises no error.
     _compare_conv(sub, ref, torch.randn(3, 2, 5, 5), torch.randn(3, 2, 3, 3), torch.tensor([1.0, -2.0, 5.0]), 0, 1)
 
 
 @check(cell="test_conv2d_unfold", points=1, kind="numerical",
-       hint="Keep the input's dtype: do not create float32 tensors of your own (use x.new_zeros or dtype=x.dtype).")
+       hint="The result keeps the input's dtype: a tensor you create yourself is float32 unless you say otherwise.")
 def test_conv2d_unfold_float64(sub, ref):
     x = torch.randn(2, 3, 9, 7, dtype=torch.float64)
     weight = torch.randn(4, 3, 3, 2, dtype=torch.float64)
-    _compare_conv(sub, ref, x, weight, torch.randn(4, dtype=torch.float64), 1, 2, atol=1e-10)
+    _compare_conv(sub, ref, x, weight, torch.randn(4, dtype=torch.float64), 1, 2, atol=1e-10, check_dtype=True)

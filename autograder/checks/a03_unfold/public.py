@@ -10,22 +10,22 @@ from autograder.api import (
     CheckFailure,
     StudentError,
     check,
+    describe_value,
     expect,
-    expect_equal,
     expect_raises,
     expect_tensor,
     fmt_call,
 )
 
-from .common import OP_COUNTER_SOURCE, expect_im2col
+from .common import OP_COUNTER_SOURCE, expect_im2col, expect_shape_pair
 
 # ---------------------------------------------------------------------------------------------
 # col2im_shape
 
 
 @check(cell="test_col2im_shape", points=1, kind="shape",
-       hint="h_out = (h + 2*padding - kh) // stride + 1 (integer division), the same for w_out; "
-            "return a tuple of two ints.")
+       hint="Section 3's formula, with a division that rounds down, once for the height and once for the width; "
+            "redo the failing call above by hand.")
 def test_col2im_shape_square_examples(sub):
     cases = [
         ((28, 28, 3), {}, (26, 26)),
@@ -35,11 +35,12 @@ def test_col2im_shape_square_examples(sub):
         ((5, 5, 5), {}, (1, 1)),                # the kernel covers the whole image
     ]
     for args, kwargs, expected in cases:
-        expect_equal(sub.col2im_shape(*args, **kwargs), expected, what=fmt_call("col2im_shape", *args, **kwargs))
+        expect_shape_pair(sub.col2im_shape(*args, **kwargs), expected, what=fmt_call("col2im_shape", *args, **kwargs))
 
 
 @check(cell="test_col2im_shape", points=1, kind="shape",
-       hint="Height uses h and kh, width uses w and kw; kernel_size may be an int or a pair (kh, kw).")
+       hint="The height goes with h and the kernel's height, the width with w and the kernel's width; kernel_size "
+            "may be an int or a pair (the docstring's Args).")
 def test_col2im_shape_non_square(sub):
     cases = [
         ((5, 7, (2, 3)), {}, (4, 5)),
@@ -47,12 +48,22 @@ def test_col2im_shape_non_square(sub):
         ((6, 10, (1, 4)), {"stride": 2}, (3, 4)),
     ]
     for args, kwargs, expected in cases:
-        expect_equal(sub.col2im_shape(*args, **kwargs), expected, what=fmt_call("col2im_shape", *args, **kwargs))
+        expect_shape_pair(sub.col2im_shape(*args, **kwargs), expected, what=fmt_call("col2im_shape", *args, **kwargs))
+
+
+@check(cell="test_col2im_shape", points=0.5, kind="behaviour",
+       hint="The docstring's Returns asks for a tuple of two Python ints: not a list, not floats, not tensors.")
+def test_col2im_shape_returns_tuple_of_ints(sub):
+    for args, kwargs in (((28, 28, 3), {}), ((5, 7, (2, 3)), {"stride": 2}), ((11, 6, (3, 1)), {"padding": 2})):
+        got = sub.col2im_shape(*args, **kwargs)
+        what = fmt_call("col2im_shape", *args, **kwargs)
+        expect(type(got) is tuple and len(got) == 2 and all(type(v) is int for v in got),
+               f"{what}: expected a tuple of two Python ints, got {describe_value(got)}"
+               + (f" ({', '.join(type(v).__name__ for v in got)})" if isinstance(got, tuple | list) else ""))
 
 
 @check(cell="test_col2im_shape", points=1, kind="error",
-       hint="Raise ValueError for a kernel that does not fit in the padded image, padding < 0, stride < 1 "
-            "or a kernel side < 1.")
+       hint="The docstring's Raises lists the arguments that make no sense; the failing call above is one of them.")
 def test_col2im_shape_rejects_bad_arguments(sub):
     bad = [
         ((3, 3, 5), {}),                        # 5x5 kernel, 3x3 image, no padding
@@ -78,24 +89,24 @@ def _im2col_case(sub, x, kernel_size, padding=0, stride=1, show_values=False):
 
 
 @check(cell="test_im2col", points=1, kind="numerical",
-       hint="Column l is the patch of output position (l // w_out, l % w_out), flattened row by row. "
-            "F.unfold, nn.Unfold and Tensor.unfold are not allowed: use slicing.")
+       hint="Compare with the pictures of section 1: each column is one patch, read row by row, and the patches "
+            "are numbered row by row too. F.unfold, nn.Unfold and Tensor.unfold are not allowed here.")
 def test_im2col_single_channel(sub):
     x = torch.arange(1.0, 21.0).reshape(1, 1, 4, 5)
     _im2col_case(sub, x, 3, show_values=True)
 
 
 @check(cell="test_im2col", points=2, kind="numerical",
-       hint="Rows go channel first, then kernel row, then kernel column (row = c*kh*kw + a*kw + b); "
-            "every image of the batch is unfolded separately.")
+       hint="Rows go channel first, then kernel row, then kernel column (section 2's formula), and every image of "
+            "the batch has its own patches.")
 def test_im2col_channels_batch_and_rectangular_kernel(sub):
     _im2col_case(sub, torch.randn(2, 3, 5, 6), (2, 3))
     _im2col_case(sub, torch.randn(3, 2, 4, 4), 3)
 
 
 @check(cell="test_im2col", points=2, kind="numerical",
-       hint="Pad with zeros on all four sides first (F.pad(x, (p, p, p, p))), then take every stride-th "
-            "patch: x_padded[:, :, a : a + stride*h_out : stride, b : b + stride*w_out : stride].")
+       hint="Zeros go around every image on all four sides before the patches are cut, and neighbouring patches "
+            "start `stride` pixels apart: compare with the nine patches pictured in section 3.")
 def test_im2col_padding_and_stride(sub):
     _im2col_case(sub, torch.randn(2, 2, 7, 6), 3, padding=1, stride=2)
     _im2col_case(sub, torch.randn(1, 3, 8, 5), (3, 2), padding=2, stride=3)
@@ -103,7 +114,7 @@ def test_im2col_padding_and_stride(sub):
 
 
 @check(cell="test_im2col", points=1, kind="error",
-       hint="Check x.dim() == 4 first and raise ValueError with a message saying the shape you expected.")
+       hint="x must be a batch (N, C, H, W): the docstring's Raises says what to do with anything else.")
 def test_im2col_rejects_non_4d_input(sub):
     for shape in [(3, 5, 5), (5, 5)]:
         x = torch.randn(shape)
@@ -118,35 +129,37 @@ def test_im2col_rejects_non_4d_input(sub):
 def _conv_case(sub, x, weight, bias=None, padding=0, stride=1):
     what = fmt_call("conv2d_unfold", x, weight, bias, padding=padding, stride=stride)
     got = sub.call("conv2d_unfold", x, weight, bias, padding=padding, stride=stride, forbid=["conv"])
-    expect_tensor(got, F.conv2d(x, weight, bias, stride=stride, padding=padding), what=what, atol=1e-4)
+    expect_tensor(got, F.conv2d(x, weight, bias, stride=stride, padding=padding), what=what, atol=1e-4,
+                  check_dtype=False)  # the dtype has its own (hidden) check
 
 
 @check(cell="test_conv2d_unfold", points=1, kind="numerical",
-       hint="cols = F.unfold(x, (kh, kw)); out = weight.reshape(F, -1) @ cols; then reshape to (N, F, h_out, w_out).")
+       hint="Section 4 computes this very case (one filter, one channel) with one unfold and one product; then "
+            "the (N, F, L) result goes back on a grid.")
 def test_conv2d_unfold_one_filter(sub):
     top_edge = torch.tensor([[-1.0, -1.0, -1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     _conv_case(sub, torch.rand(1, 1, 6, 6), top_edge.reshape(1, 1, 3, 3))
 
 
 @check(cell="test_conv2d_unfold", points=2, kind="numerical",
-       hint="weight.reshape(F, -1) flattens each filter as (C, kh, kw), the order of F.unfold's rows; "
-            "add the bias once per filter: bias.reshape(1, F, 1) on the (N, F, L) product.")
+       hint="F.unfold's rows come in (C, kh, kw) order (section 2): each filter must be flattened in the same "
+            "order, and the bias added once per filter, at every position of every image.")
 def test_conv2d_unfold_channels_filters_and_bias(sub):
     _conv_case(sub, torch.randn(3, 4, 7, 9), torch.randn(5, 4, 3, 2), torch.randn(5))
     _conv_case(sub, torch.randn(2, 3, 6, 8), torch.randn(4, 3, 2, 2), torch.randn(4))
 
 
 @check(cell="test_conv2d_unfold", points=2, kind="numerical",
-       hint="Pass padding and stride to F.unfold by name, and compute (h_out, w_out) with the same padding "
-            "and stride (col2im_shape). Mind the argument order: (x, weight, bias, padding, stride).")
+       hint="The output grid depends on the padding and the stride as much as the columns do; mind the argument "
+            "order of this function, (x, weight, bias, padding, stride), and of the ones it calls.")
 def test_conv2d_unfold_padding_and_stride(sub):
     _conv_case(sub, torch.randn(2, 3, 9, 7), torch.randn(4, 3, 3, 2), None, padding=1, stride=2)
     _conv_case(sub, torch.randn(1, 2, 10, 11), torch.randn(3, 2, 3, 3), torch.randn(3), padding=2, stride=3)
 
 
 @check(cell="test_conv2d_unfold", points=2, kind="behaviour",
-       hint="No Python loop over images, positions or filters: one F.unfold of the whole batch and one "
-            "batched product (weight.reshape(F, -1) @ cols) handle everything at once.")
+       hint="No Python loop over images, positions or filters: one unfold of the whole batch and one batched "
+            "matrix product handle everything at once (Exercise 3).")
 def test_conv2d_unfold_is_vectorised(sub):
     sub.exec(OP_COUNTER_SOURCE)
     counts = []
@@ -167,7 +180,8 @@ def test_conv2d_unfold_is_vectorised(sub):
 
 
 @check(cell="test_conv2d_unfold", points=1, kind="error",
-       hint="Compare weight.shape[1] with x.shape[1], and bias.shape with (F,), before computing anything.")
+       hint="The docstring's Raises lists the mismatches to refuse before computing anything: the failing case "
+            "above says which one.")
 def test_conv2d_unfold_rejects_mismatched_shapes(sub):
     x = torch.randn(2, 3, 6, 6)
     cases = [
