@@ -32,8 +32,16 @@ PROCESS_CAP = bool(machine_protections()["cgroup"] or machine_protections()["use
 STUB = {name: f"def {name}(*args, **kwargs):\n    raise NotImplementedError()" for name in CORRECT}
 
 
-def _twin(make_submission, grade, answers):
-    return grade(make_submission(answers, name=f"twin-{uuid.uuid4().hex[:6]}.ipynb")).score
+@pytest.fixture(scope="module")
+def stub_double_twin(fixture_course, release_nb, tmp_path_factory):
+    """The honest twin of every attack on ``double``: the same notebook with ``double`` still a stub."""
+    from autograder.authoring import fill_answers
+
+    path = tmp_path_factory.mktemp("twin") / "00_fixture.ipynb"
+    nbformat.write(fill_answers(release_nb, {**CORRECT, "double": STUB["double"]}), path)
+    score = grade_notebook(path, course=fixture_course, threads=1).score
+    assert score == FULL_SCORE - 4
+    return score
 
 
 # -- fail closed ---------------------------------------------------------------------------------
@@ -213,19 +221,18 @@ _FIND_REPLY_FD = (
     "_send(json.dumps({'h': {'ok': True, 'value': {'__tensor__': 0, 'dtype': 'float32', 'shape': [9]}}, "
     "'sizes': [4]}).encode(), [b'1234'])",                                         # bytes do not match
 ], ids=["nested", "error-string", "huge", "bad-shape", "short-tensor"])
-def test_malformed_replies_cost_only_that_call(payload, make_submission, grade):
+def test_malformed_replies_cost_only_that_call(payload, make_submission, grade, stub_double_twin):
     double = _FIND_REPLY_FD + "def double(x):\n    " + payload + "\n"
     report = grade(make_submission({"double": double}))
-    twin = _twin(make_submission, grade, {"double": STUB["double"]})
-    assert report.score == twin == FULL_SCORE - 4, report.summary()
+    assert report.score == stub_double_twin, report.summary()
     assert by_name(report)["test_smooth_matches_reference_without_conv"].passed
     assert len(json.dumps(report.to_gradescope())) < 200_000
 
 
-def test_an_exception_with_an_8_mb_name_keeps_the_results_small(make_submission, grade, tmp_path):
+def test_an_exception_with_an_8_mb_name_keeps_the_results_small(make_submission, grade, stub_double_twin):
     double = ("def double(x):\n    E = type('E' * 8_000_000, (Exception,), {})\n    raise E('m' * 8_000_000)\n")
     report = grade(make_submission({"double": double}))
-    assert report.score == FULL_SCORE - 4
+    assert report.score == stub_double_twin
     assert len(json.dumps(report.to_gradescope())) < 200_000
     assert len(report.to_markdown()) < 100_000 and len(report.to_junit()) < 200_000
 
@@ -357,10 +364,10 @@ if PROCESS_CAP:  # never run a fork bomb where nothing caps the number of proces
 
 
 @pytest.mark.parametrize("kind", sorted(BOMBS))
-def test_a_bomb_in_a_function_costs_exactly_what_a_stub_costs(kind, make_submission, grade, fast_settings):
+def test_a_bomb_in_a_function_costs_exactly_what_a_stub_costs(kind, make_submission, grade, fast_settings,
+                                                               stub_double_twin):
     report = grade(make_submission({"double": _bomb_in("double", BOMBS[kind])}), settings=fast_settings())
-    twin = grade(make_submission({"double": STUB["double"]}), settings=fast_settings()).score
-    assert report.score == twin, report.summary()
+    assert report.score == stub_double_twin, report.summary()
     messages = " ".join(by_name(report)[n].message for n in ("test_double_small_example",))
     if kind == "memory":
         assert "memory" in messages
