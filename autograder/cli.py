@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .classgrade import add_parser as add_grade_class
 
     add_grade_class(sub)
+    from .export import add_parser as add_export  # registered last (a student repository's stub relies on it)
+
+    add_export(sub)
     return parser
 
 

@@ -169,7 +169,8 @@ def machine_protections(readable: tuple[str, ...] = ()) -> dict:
         if user is not None:
             why = _worker_can_start_as(user, readable)
             if why:
-                users.grant_access(_needed_trees(readable), PACKAGE_ROOT, WORKER_PACKAGES)
+                users.grant_access(_needed_trees(readable), PACKAGE_ROOT, WORKER_PACKAGES,
+                                   never=(PACKAGE_ROOT / "autograder" / "checks",))
                 why = _worker_can_start_as(user, readable)
             if why:
                 info["problems"].append(f"the sandbox user {user.pw_name} cannot start the worker: {why}")

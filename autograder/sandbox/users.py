@@ -151,12 +151,14 @@ def reap_user_processes(uid: int, timeout: float = 30.0) -> bool:
         time.sleep(0.02)
 
 
-def grant_access(trees: list[Path], package_root: Path, packages: tuple[str, ...]) -> None:
+def grant_access(trees: list[Path], package_root: Path, packages: tuple[str, ...],
+                 never: tuple[Path, ...] = ()) -> None:
     """Let the sandbox group traverse to, and read, what the worker needs, with ACLs (nothing else changes).
 
     A checkout or environment made under a strict umask (077) is unreadable to other users; the
     ACL names only the sandbox group, whose users have no other rights on this machine.  In the
-    repository itself only the packages the worker imports are granted.
+    repository itself only the packages the worker imports are granted, and never the folders in
+    ``never`` (the checks: the worker does not import them).
     """
     if not shutil.which("setfacl"):
         return
@@ -173,3 +175,6 @@ def grant_access(trees: list[Path], package_root: Path, packages: tuple[str, ...
                     subprocess.run(["setfacl", "-R", "-m", f"{who}:rX", str(tree / name)], capture_output=True)
             continue
         subprocess.run(["setfacl", "-R", "-m", f"{who}:rX", str(tree)], capture_output=True)
+    for folder in never:
+        if folder.exists():
+            subprocess.run(["setfacl", "-R", "-x", who, str(folder)], capture_output=True)

@@ -6,6 +6,12 @@ sees the stubs' NotImplementedError, types a solution into the first exercise th
 editor, re-runs its visible test cell and sees it pass, then presses nbgrader's Validate button
 and reads the verdict.  Screenshots of each step are saved under ``OUT/`` (the pytest temporary
 folder, or ``$CNN_COURSE_ARTIFACTS`` when set) as test artifacts.
+
+The student repository (``python -m autograder export student``) is checked too: JupyterLab started
+as its ``make lab`` starts it (``JUPYTER_CONFIG_DIR`` = its ``.jupyter/``, no command-line flags)
+shows nbgrader's assignment list and Validate, and neither the instructor's tools (Create
+Assignment, the formgrader) nor Jupyter's news prompt.  With ``CNN_COURSE_BROWSER_TARGET=export``
+the student's session above also runs in that repository instead of a copy of the release.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +34,8 @@ from autograder.assignments import Course
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = os.environ.get("CNN_COURSE_CHROMIUM", "/usr/bin/chromium")
+#: "repo": a copy of the release served from this repository's environment; "export": the student repository.
+TARGET = os.environ.get("CNN_COURSE_BROWSER_TARGET", "repo")
 AID = "01_apply_kernel"
 FIRST_EXERCISE = """\
 top_edge = torch.tensor([[-1., -1., -1.], [0., 0., 0.], [1., 1., 1.]])
@@ -59,23 +68,18 @@ def playwright_chromium():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def jupyterlab(tmp_path_factory, fashion_mnist_root):
-    """JupyterLab on 127.0.0.1 serving a student's folder with the release notebook; yields (url, folder)."""
-    folder = tmp_path_factory.mktemp("student")
-    shutil.copy(Course().get(AID).release_notebook, folder / f"{AID}.ipynb")
-    home = tmp_path_factory.mktemp("home")
+@contextmanager
+def _serve(folder: Path, home: Path, env_extra: dict, args: list[str]):
+    """JupyterLab on 127.0.0.1 serving ``folder``; yields (base URL, token)."""
     token, port = secrets.token_hex(16), _free_port()
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-           "CNN_COURSE_DATA": str(fashion_mnist_root)}
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""), **env_extra}
     env.pop("MPLBACKEND", None)  # other tests set Agg for their kernels; a student's JupyterLab draws inline
     log = open(home / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
-         "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"],
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--ServerApp.open_browser=False",
+         "--allow-root", *args],
         cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -89,13 +93,60 @@ def jupyterlab(tmp_path_factory, fashion_mnist_root):
                 log.close()
                 pytest.fail("JupyterLab did not start:\n" + (home / "jupyterlab.log").read_text()[-3000:])
             time.sleep(0.5)
-    yield f"{url}/lab/tree/{AID}.ipynb?token={token}", folder
-    server.terminate()
     try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        yield url, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def student_export(tmp_path_factory) -> Path:
+    """The student repository, as `python -m autograder export student DIR` writes it."""
+    target = tmp_path_factory.mktemp("export") / "student-repo"
+    env = {k: v for k, v in os.environ.items() if k not in ("CNN_COURSE_ROOT", "CNN_COURSE_CHECKS", "PYTHONPATH")}
+    proc = subprocess.run([sys.executable, "-m", "autograder", "export", "student", str(target)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return target
+
+
+@contextmanager
+def _serve_export(export: Path, home: Path, data: Path):
+    """The student repository served as its `make lab` does: its .jupyter/ config, no flags; its own package."""
+    env = {"JUPYTER_CONFIG_DIR": str(export / ".jupyter"), "PYTHONPATH": str(export), "CNN_COURSE_DATA": str(data)}
+    with _serve(export, home, env, []) as (url, token):
+        yield f"{url}/lab/tree/assignments/{AID}/{AID}.ipynb?token={token}", export / "assignments" / AID
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory, fashion_mnist_root, request):
+    """JupyterLab serving a student's folder with the release notebook; yields (url, folder)."""
+    home = tmp_path_factory.mktemp("home")
+    if TARGET == "export":
+        with _serve_export(request.getfixturevalue("student_export"), home, fashion_mnist_root) as served:
+            yield served
+        return
+    folder = tmp_path_factory.mktemp("student")
+    shutil.copy(Course().get(AID).release_notebook, folder / f"{AID}.ipynb")
+    args = ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with _serve(folder, home, {"CNN_COURSE_DATA": str(fashion_mnist_root)}, args) as (url, token):
+        yield f"{url}/lab/tree/{AID}.ipynb?token={token}", folder
+
+
+@pytest.fixture(scope="module")
+def export_lab(tmp_path_factory, fashion_mnist_root, request):
+    """JupyterLab in the student repository (the same server as `jupyterlab` when that one serves it)."""
+    if TARGET == "export":
+        yield request.getfixturevalue("jupyterlab")
+        return
+    home = tmp_path_factory.mktemp("export-home")
+    with _serve_export(request.getfixturevalue("student_export"), home, fashion_mnist_root) as served:
+        yield served
 
 
 @pytest.fixture
@@ -182,4 +233,30 @@ def test_a_student_runs_fixes_self_checks_and_validates(playwright_chromium, jup
     verdict = dialog.inner_text()
     assert "NotImplementedError" in verdict or "failed" in verdict.lower(), verdict
     assert "test_edge_kernels" not in verdict, "the exercise the student solved should not be reported as failing"
+    page.close()
+
+
+def test_the_student_repository_shows_the_student_tools_only(playwright_chromium, export_lab, artifacts):
+    """In the exported repository: the assignment list and Validate; no Create Assignment, formgrader or news prompt."""
+    url, _ = export_lab
+    page = playwright_chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _wait_kernel_ready(page)
+    page.wait_for_timeout(5000)  # where it is enabled, the news prompt appears within a second or two
+    page.screenshot(path=artifacts / "export-1-opened.png")
+    assert page.get_by_text("official Jupyter news").count() == 0, "Jupyter's news prompt should be silenced"
+    assert page.locator("#nbgrader-create_assignemnt, [title*='Create Assignment']").count() == 0, \
+        "nbgrader's Create Assignment sidebar is the instructor's"
+    assert page.locator(".jp-Toolbar-item button, .jp-Toolbar-item jp-button", has_text="Validate").count() >= 1
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").first.click()
+    items = [m.inner_text().strip() for m in page.locator(".lm-Menu-itemLabel").all()]
+    assert items == ["Assignment List"], items        # no Formgrader, Course List or Create assignment
+    page.locator(".lm-Menu-itemLabel", has_text="Assignment List").first.click()
+    page.locator("#nbgrader-assignment-list").wait_for()
+    page.screenshot(path=artifacts / "export-2-assignment-list.png")
+    base = url.split("/lab/")[0]
+    token = url.split("token=")[1]
+    assert page.request.get(f"{base}/formgrader?token={token}").status == 404
     page.close()

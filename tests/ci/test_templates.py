@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,22 +62,27 @@ def test_autograde_workflow_structure():
     assert 'cat feedback.md >> "$GITHUB_STEP_SUMMARY"' in summary["run"] and summary["if"] == "always()"
 
 
-def test_classroom_workflow_has_one_grader_step_per_assignment():
-    wf = load("classroom.yml")
+def check_classroom_workflow(wf: dict, ids: list[str], exact: bool = False) -> None:
+    """A GitHub Classroom workflow: one command-grader step per assignment (its public checks), then the reporter.
+
+    Also used for the workflow of the student repository (tests/export): there ``exact`` (no other step).
+    """
     (job,) = wf["jobs"].values()
     steps = job["steps"]
     graders = steps_using(steps, "education/autograding-command-grader")
-    ids = Course.at(REPO).assignment_ids()
     names = [s["with"]["test-name"] for s in graders]
     # Every released assignment has its step, in course order (the template may already list one
     # whose release has not landed yet).
     assert [n for n in names if n in ids] == ids
+    if exact:
+        assert names == ids
     assert names == sorted(names)
     for step in graders:
         w = step["with"]
         aid = w["test-name"]
         assert set(w) >= {"test-name", "setup-command", "command", "timeout", "max-score"}
         assert w["command"] == f"python -m autograder check assignments/{aid}/{aid}.ipynb"
+        assert w["setup-command"].startswith("python -m data_scripts.fetch fashion_mnist")
         assert 0 < int(w["timeout"]) <= 60 and int(w["max-score"]) > 0
     reporter = steps_using(steps, "education/autograding-grading-reporter")
     assert len(reporter) == 1 and steps[-1] is reporter[0]
@@ -84,6 +90,94 @@ def test_classroom_workflow_has_one_grader_step_per_assignment():
     assert runners == [s["id"] for s in graders]
     for rid in runners:
         assert reporter[0]["env"][f"{rid.upper()}_RESULTS"] == f"${{{{ steps.{rid}.outputs.result }}}}"
+    assert "python -m pip install -e ." in [s.get("run") for s in steps]
+
+
+def test_classroom_workflow_has_one_grader_step_per_assignment():
+    check_classroom_workflow(load("classroom.yml"), Course.at(REPO).assignment_ids())
+
+
+# -- grading against a private grading repository -------------------------------------------------
+PRIVATE = "grade-private.yml"
+
+
+def test_private_grader_workflow_checks_out_the_grader_with_a_read_token():
+    wf = load(PRIVATE)
+    assert "push" in triggers(wf) and wf["permissions"] == {"contents": "read"}
+    steps = wf["jobs"]["grade"]["steps"]
+    checkouts = steps_using(steps, "actions/checkout")
+    assert len(checkouts) == 2
+    student, grader = checkouts
+    assert "repository" not in student.get("with", {})
+    w = grader["with"]
+    assert w["repository"] == "${{ vars.COURSE_GRADER_REPOSITORY }}"
+    assert w["token"] == "${{ secrets.COURSE_GRADER_TOKEN }}"
+    assert w["path"] == ".grader"
+    assert w["persist-credentials"] is False          # the token is not left in .grader/.git/config
+    # The token appears in that step only.
+    assert [s for s in steps if "secrets." in json.dumps(s)] == [grader]
+    # The grader is installed from its own checkout; the student's package is never installed or imported.
+    runs = [s.get("run", "") for s in steps]
+    assert any("pip install -e ./.grader" in r for r in runs)
+    assert not any(re.search(r"pip install (-e )?\.(\s|$)", r) for r in runs)
+    grade = grade_step(wf)
+    assert grade["working-directory"] == ".grader"    # `python -m autograder` is the grader's, not the student's
+    assert grade["env"]["SUBMISSION"] == "${{ github.workspace }}/assignments"
+    assert "continue-on-error" not in grade
+    assert grade["run"].startswith('python -m autograder grade "$SUBMISSION"')
+    for flag in ('--results "$RUNNER_TEMP/results.json"', '--feedback "$RUNNER_TEMP/feedback.md"'):
+        assert flag in grade["run"]
+
+
+def test_private_grader_workflow_publishes_feedback_only_and_commits_nothing():
+    wf = load(PRIVATE)
+    steps = wf["jobs"]["grade"]["steps"]
+    text = (TEMPLATES / PRIVATE).read_text()
+    assert "git push" not in text and "git commit" not in text and "contents: write" not in text
+    uploads = steps_using(steps, "actions/upload-artifact")
+    assert len(uploads) == 1
+    assert uploads[0]["with"]["path"].strip() == "${{ runner.temp }}/feedback.md"
+    assert uploads[0]["if"] == "always()"
+    summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    assert 'cat "$RUNNER_TEMP/feedback.md" >> "$GITHUB_STEP_SUMMARY"' in summary["run"] and summary["if"] == "always()"
+    score = next(s for s in steps if s.get("id") == "score")
+    assert "GITHUB_OUTPUT" in score["run"] and "::notice" in score["run"]
+    # The grader's checkout is removed before anything else can pick it up.
+    cleanup = steps[-1]
+    assert cleanup["if"] == "always()" and "rm -rf .grader" in cleanup["run"]
+    # Everything that reads the grader's files runs after the student's checkout, never before.
+    assert steps.index(steps_using(steps, "actions/checkout")[0]) == 0
+
+
+@pytest.mark.slow
+def test_the_private_grader_workflow_grades_verbatim(tmp_path):
+    """The Grade and Score steps' exact `run:` lines on a blank release, with this repository as the grader."""
+    wf = load(PRIVATE)
+    steps = wf["jobs"]["grade"]["steps"]
+    workspace, runner_temp = tmp_path / "student", tmp_path / "runner_temp"
+    aid = Course.at(REPO).assignment_ids()[0]
+    (workspace / "assignments" / aid).mkdir(parents=True)
+    runner_temp.mkdir()
+    shutil.copy(REPO / "assignments" / aid / f"{aid}.ipynb", workspace / "assignments" / aid)
+    output = tmp_path / "github_output"
+    env = {k: v for k, v in os.environ.items() if k not in ("CNN_COURSE_ROOT", "CNN_COURSE_CHECKS", "PYTHONPATH")}
+    env.update({"RUNNER_TEMP": str(runner_temp), "GITHUB_OUTPUT": str(output),
+                "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
+    grade = grade_step(wf)
+    step_env = {**env, **{k: v.replace("${{ github.workspace }}", str(workspace)) for k, v in grade["env"].items()}}
+    # working-directory: .grader, the grading repository's checkout; here, this repository.
+    proc = subprocess.run(grade["run"], shell=True, cwd=REPO, env=step_env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((runner_temp / "results.json").read_text())
+    assert results["score"] == 0 and results["max_score"] > 0
+    assert "Score: 0 /" in (runner_temp / "feedback.md").read_text()
+    assert not list(workspace.rglob("*.json")) and not list(workspace.rglob("*.md"))  # nothing lands beside the work
+    score = next(s for s in steps if s.get("id") == "score")
+    proc = subprocess.run(score["run"], shell=True, cwd=workspace, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"::notice title=Score::0 / {results['max_score']:g}" in proc.stdout
+    assert f"score=0/{results['max_score']:g}" in output.read_text()
 
 
 @pytest.mark.slow
