@@ -309,20 +309,8 @@ class _Cgroup:
         return pids
 
     def kill_all(self, timeout: float = 30.0) -> bool:
-        """SIGKILL every member until the group is empty (a dying 3 GB process takes a while); False if not."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pids = self.members()
-            if not pids:
-                return True
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
+        """SIGKILL every member until the group is empty; False if some outlived ``timeout``."""
+        return users.kill_until_gone(self.members, timeout)
 
     def remove(self) -> None:
         for path in self.paths:

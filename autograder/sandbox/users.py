@@ -132,13 +132,14 @@ def processes_of(uid: int) -> list[int]:
     return pids
 
 
-def reap_user_processes(uid: int, timeout: float = 30.0) -> bool:
-    """SIGKILL every process of ``uid`` until none is left; False if some outlived ``timeout``."""
-    if uid == 0 or uid == os.geteuid():
-        return True  # never: only ever a sandbox user's processes
+def kill_until_gone(members, timeout: float) -> bool:
+    """SIGKILL the pids ``members()`` lists until it lists none (a dying 3 GB process takes a while).
+
+    False if some outlived ``timeout``.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        pids = processes_of(uid)
+        pids = members()
         if not pids:
             return True
         for pid in pids:
@@ -149,6 +150,13 @@ def reap_user_processes(uid: int, timeout: float = 30.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
+
+
+def reap_user_processes(uid: int, timeout: float = 30.0) -> bool:
+    """SIGKILL every process of ``uid`` until none is left; False if some outlived ``timeout``."""
+    if uid == 0 or uid == os.geteuid():
+        return True  # never: only ever a sandbox user's processes
+    return kill_until_gone(lambda: processes_of(uid), timeout)
 
 
 def grant_access(trees: list[Path], package_root: Path, packages: tuple[str, ...],
