@@ -4,9 +4,13 @@
    the gradebook) and release it to a local exchange;
 2. a small class fetches the assignments and submits realistic work: the reference, a blank
    release, partly correct notebooks built from the wrong implementations in
-   ``tests/submissions/``, a corrupted notebook and one with an infinite loop;
-3. ``nbgrader collect`` and ``nbgrader autograde`` into the SQLite gradebook, HTML feedback
-   (hidden tests stripped), a CSV export, and a table of students x assignments.
+   ``tests/submissions/``, a corrupted notebook, one with an infinite loop, and two attacks: a
+   student who rebinds ``check`` in a solution cell to return full points (what scored full
+   marks when nbgrader ran the test cells in the student's kernel) and a fork bomb;
+3. ``nbgrader collect`` and ``nbgrader autograde`` into the SQLite gradebook, graded by the
+   sandboxed engine (``nbgrader_config.py``: :class:`autograder.nbgrader_plugin.SandboxedExecute`),
+   HTML feedback (hidden tests stripped), a CSV export, and a table of students x assignments,
+   with one line per attacker comparing them with their honest twin.
 
 The training assignments (04-06) are graded for two students only, to stay within the
 15-minute budget on two cores; every other assignment is graded for the whole class.
@@ -39,6 +43,8 @@ HEAVY = {"04_cnn", "05_activation_stats", "06_transfer_learning"}
 class Student:
     name: str
     description: str
+    twin: str | None = None   # the honest student whose answers this one submits, plus an attack
+    why: str = ""             # why the attack gains nothing (the table's line)
 
 
 ROSTER = [
@@ -48,7 +54,39 @@ ROSTER = [
     Student("carla", "partly correct: other mistakes, one alternative correct answer"),
     Student("dmitri", "a corrupted notebook for 01 (truncated JSON), the reference elsewhere"),
     Student("eve", "an infinite loop in 01's conv1d_loops, the reference elsewhere"),
+    Student("mallory", "bruno's answers, plus `check` rebound in a solution cell to return full points", twin="bruno",
+            why="no effect: test cells never run beside student code, the engine grades them"),
+    Student("fiona", "ada's answers, plus a fork bomb in 01", twin="ada",
+            why="the sandbox's process cap holds it and the cell's time limit stops it; the rest is graded"),
 ]
+
+#: mallory's lines: under nbgrader's stock Execute (test cells in the student's kernel) they scored full marks.
+REBIND_CHECK = '''
+
+import glob as _glob
+import json as _json
+
+
+def _points(cell):
+    for _path in _glob.glob("*.ipynb"):
+        for _c in _json.load(open(_path))["cells"]:
+            _m = _c.get("metadata", {}).get("nbgrader", {})
+            if _m.get("grade_id") == cell:
+                return float(_m.get("points", 0))
+    return 0.0
+
+
+check = lambda cell, *args, **kwargs: _points(cell)
+'''
+FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+
+
+def processes_capped() -> bool:
+    """Whether the sandbox caps the number of processes here (cgroup pids or a dedicated user's RLIMIT_NPROC)."""
+    from .sandbox.launcher import machine_protections
+
+    probe = machine_protections()
+    return bool(probe.get("cgroup") or probe.get("user"))
 
 
 def _why(course: Course, aid: str, student: str) -> str:
@@ -74,14 +112,29 @@ def load_submissions(course: Course, assignment_id: str) -> dict:
     return {"WRONG": getattr(module, "WRONG", {}), "ALTERNATIVE": getattr(module, "ALTERNATIVE", {})}
 
 
-def student_notebook(student: str, course: Course, aid: str, release) -> nbformat.NotebookNode | bytes | None:
-    """What ``student`` submits for ``aid`` (None: does not submit; bytes: a corrupted file)."""
+def student_notebook(student: str, course: Course, aid: str, release,
+                     fork_bomb: bool = True) -> nbformat.NotebookNode | bytes | None:
+    """What ``student`` submits for ``aid`` (None: does not submit; bytes: a corrupted file).
+
+    ``fork_bomb``: fiona's 01 holds a fork bomb (pass False where nothing caps the processes).
+    """
     assignment = course.get(aid)
     reference = solution_sources(nbformat.read(assignment.solution_notebook, as_version=4))
     if aid in HEAVY and student not in ("ada", "blank"):
         return None
     if student == "blank":
         return release
+    if student == "mallory":
+        nb = student_notebook("bruno", course, aid, release)
+        first = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+        first.source += REBIND_CHECK
+        return nb
+    if student == "fiona":
+        nb = student_notebook("ada", course, aid, release)
+        if fork_bomb and aid == "01_apply_kernel":
+            setup = next(i for i, c in enumerate(nb.cells) if grade_id(c) == "setup")
+            nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(FORK_BOMB))
+        return nb
     if student == "dmitri" and aid == "01_apply_kernel":
         text = nbformat.writes(fill_answers(release, reference))
         return text[: len(text) // 2].encode()
@@ -104,8 +157,8 @@ def student_notebook(student: str, course: Course, aid: str, release) -> nbforma
     return fill_answers(release, {k: v for k, v in answers.items() if k in known})
 
 
-def _api(course: Course, out: Path, timeout: float):
-    return nbgrader_api(course.root, exchange=out / "exchange", timeout=timeout)
+def _api(course: Course, out: Path):
+    return nbgrader_api(course.root, exchange=out / "exchange")
 
 
 def _check(result: dict, what: str) -> None:
@@ -130,7 +183,8 @@ def run_demo(out: Path | None = None, assignment_ids: list[str] | None = None, f
     if "06_transfer_learning" in ids:
         _ensure_alexnet_weights()
 
-    api = _api(course, out, timeout=600)
+    api = _api(course, out)
+    bomb = processes_capped()
     for aid in tqdm(ids, desc="release (nbgrader generate_assignment + release_assignment)", unit="assignment"):
         _check(api.generate_assignment(aid, force=True, create=True), f"generate_assignment {aid}")
         api.unrelease(aid)
@@ -140,7 +194,7 @@ def run_demo(out: Path | None = None, assignment_ids: list[str] | None = None, f
     for aid in ids:
         release = nbformat.read(course.get(aid).release_notebook, as_version=4)
         for student in ROSTER:
-            work = student_notebook(student.name, course, aid, release)
+            work = student_notebook(student.name, course, aid, release, fork_bomb=bomb)
             if work is not None:
                 plan.append((aid, student.name, work))
     for aid, name, work in tqdm(plan, desc="students fetch and submit", unit="submission"):
@@ -149,11 +203,8 @@ def run_demo(out: Path | None = None, assignment_ids: list[str] | None = None, f
         _check(api.collect(aid), f"collect {aid}")
 
     failures: list[str] = []
-    for aid, name, _ in tqdm(plan, desc="nbgrader autograde", unit="submission"):
-        settings = course.get(aid).settings
-        api.config.Execute.timeout = int(settings.cell_timeout)
-        grader = _api(course, out, timeout=settings.cell_timeout)
-        result = grader.autograde(aid, name)
+    for aid, name, _ in tqdm(plan, desc="nbgrader autograde (sandboxed engine)", unit="submission"):
+        result = api.autograde(aid, name)
         if not result.get("success"):
             (out / "logs").mkdir(exist_ok=True)
             log = out / "logs" / f"autograde-{aid}-{name}.log"
@@ -166,6 +217,8 @@ def run_demo(out: Path | None = None, assignment_ids: list[str] | None = None, f
     export_csv(api.coursedir.db_url, out / "grades.csv")
     (out / "grades.json").write_text(json.dumps(table, indent=2))
     print_table(table, ids)
+    for line in attack_lines(table, ids, bomb):
+        print(f"  {line}")
     for line in failures:
         print(f"  {line}")
     print(f"\nGradebook: {api.coursedir.db_url}\nFeedback:  {course.root / 'feedback'}\n"
@@ -241,6 +294,26 @@ def export_csv(db_url: str, path: Path) -> None:
             for sub in assignment.submissions:
                 writer.writerow([assignment.name, sub.student.id, sub.score, sub.max_score, sub.code_score,
                                  sub.needs_manual_grade])
+
+
+def attack_lines(table: dict, ids: list[str], fork_bomb: bool = True) -> list[str]:
+    """One line per attacker: what they did, their points against their honest twin's on the same
+    assignments, and why the attack gained nothing."""
+    lines = []
+    for student in ROSTER:
+        if not student.twin or student.name not in table:
+            continue
+        row, twin_row = table[student.name], table.get(student.twin, {})
+        both = [aid for aid in ids if row.get(aid) is not None and twin_row.get(aid) is not None]
+        got = sum(row[aid][0] for aid in both)
+        twin = sum(twin_row[aid][0] for aid in both)
+        verdict = "no more than" if got <= twin else "MORE THAN"
+        why = student.why
+        if student.name == "fiona" and not fork_bomb:
+            why = "fork bomb NOT run: nothing caps the number of processes on this machine"
+        lines.append(f"{student.name} ({student.description}): {got:g} points, {verdict} {student.twin}'s {twin:g}; "
+                     f"{why}")
+    return lines
 
 
 def print_table(table: dict, ids: list[str]) -> None:

@@ -18,8 +18,15 @@ def _on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-def nbgrader_api(root: Path, exchange: Path | None = None, timeout: float = 600):
-    """An ``NbGraderAPI`` for the course at ``root`` (its nbgrader_config.py, plus overrides)."""
+def nbgrader_api(root: Path, exchange: Path | None = None, timeout: float = 600, *,
+                 engine_root: Path | None = None, checks_root: Path | None = None, threads: int = 0):
+    """An ``NbGraderAPI`` for the course at ``root`` (its nbgrader_config.py, plus overrides).
+
+    ``engine_root``/``checks_root``: the course and checks the sandboxed engine grades against
+    (default: what the config says, i.e. ``root``, with the repository's checks when ``root`` has
+    none); ``threads``: threads for the student's code (0: the assignment's setting).
+    ``timeout`` only matters if the configuration puts nbgrader's ``Execute`` back.
+    """
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -31,6 +38,12 @@ def nbgrader_api(root: Path, exchange: Path | None = None, timeout: float = 600)
     if exchange is not None:
         extra.Exchange.root = str(exchange)
     extra.Execute.timeout = int(timeout)
+    if engine_root is not None:
+        extra.SandboxedExecute.course_root = str(engine_root)
+    if checks_root is not None:
+        extra.SandboxedExecute.checks_root = str(checks_root)
+    if threads:
+        extra.SandboxedExecute.threads = int(threads)
     extra.NbGraderAPI.log_level = logging.ERROR
     config.merge(extra)
     return NbGraderAPI(config=config)

@@ -1,11 +1,16 @@
 """Grading benchmarks: notebook alone vs the engine vs nbgrader, per assignment.
 
     python -m benchmarks.run [--ids 01_apply_kernel ...] [--repeats 3] [--no-nbgrader]
+    python -m benchmarks.run --nbgrader-rows [--ids 01_apply_kernel 02_conv_arithmetic 03_unfold]
 
 Prints a table and writes benchmarks/RESULTS.md with the machine's cores, memory and
 library versions.  Medians over repeated runs; every ratio is measured in the same run.
 The floor for grading is the notebook's own computation (executed with nbclient, no
-grading); everything above it is grader overhead.
+grading); everything above it is grader overhead.  ``nbgrader autograde`` runs with the
+course's ``nbgrader_config.py``, i.e. on the sandboxed engine (SandboxedExecute), so its
+time minus the engine's is nbgrader's own overhead.  ``--nbgrader-rows`` measures only that
+comparison (engine alone vs nbgrader autograde, default 01-03) and rewrites only its
+section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ def time_engine(path: Path, aid: str) -> tuple[float, float, float]:
 
 
 def time_nbgrader(course: Course, aid: str, path: Path) -> float:
+    """``nbgrader autograde`` of one submission with the course's config (the sandboxed engine), in a fresh course."""
     from autograder.nbgrader_tools import nbgrader_api
 
     root = Path(tempfile.mkdtemp(prefix="bench-nbgrader-"))
@@ -96,7 +102,8 @@ def time_nbgrader(course: Course, aid: str, path: Path) -> float:
         for sub in ("solutions", "assignments"):
             shutil.copytree(course.root / sub / aid, root / sub / aid)
         shutil.copy(course.root / "nbgrader_config.py", root / "nbgrader_config.py")
-        api = nbgrader_api(root, timeout=course.get(aid).settings.cell_timeout)
+        # The engine grades against the course itself (its reference cache too), as `time_engine` does.
+        api = nbgrader_api(root, engine_root=course.root)
         api.generate_assignment(aid, force=True, create=True)
         target = root / "submitted" / "bench" / aid / f"{aid}.ipynb"
         target.parent.mkdir(parents=True)
@@ -210,6 +217,65 @@ def _weights_note() -> str:
             "about transfer learning.**")
 
 
+NBGRADER_SECTION = "## nbgrader autograde (sandboxed engine) vs the engine alone"
+
+
+def nbgrader_section(rows: list[tuple[str, float, float, int]], note: str = "") -> list[str]:
+    """RESULTS.md's section comparing ``nbgrader autograde`` (with the course's config) and the engine alone."""
+    lines = [NBGRADER_SECTION, "",
+             "`nbgrader autograde` with `nbgrader_config.py` grades with the sandboxed engine "
+             "(`autograder.nbgrader_plugin.SandboxedExecute`); the difference is nbgrader's own work "
+             "(sanitising, restoring cells, the gradebook). Reference submissions, medians, same run.", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| assignment | runs | engine alone (s) | nbgrader autograde, sandboxed (s) | nbgrader / engine |",
+              "|---|---|---|---|---|"]
+    for aid, engine, nbg, repeats in rows:
+        lines.append(f"| {aid} | {repeats} | {engine:.1f} | {nbg:.1f} | {nbg / engine:.2f}x |")
+    return lines + [""]
+
+
+def replace_section(text: str, title: str, lines: list[str]) -> str:
+    """``text`` (a Markdown file) with the section ``title`` replaced by ``lines`` (appended if absent)."""
+    out, skipping, done = [], False, False
+    for line in text.splitlines():
+        if line == title:
+            out += lines
+            skipping, done = True, True
+            continue
+        if skipping and line.startswith("## "):
+            skipping = False
+        if not skipping:
+            out.append(line)
+    if not done:
+        out += [""] + lines
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def nbgrader_rows_only(course: Course, ids: list[str], repeats: int) -> int:
+    """Measure only the engine alone vs nbgrader autograde (sandboxed) and rewrite that section of RESULTS.md."""
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    rows = []
+    try:
+        for aid in ids:
+            path = reference_submission(course, aid, work)
+            time_engine(path, aid)  # warm: the reference loaded once per process, for both
+            engine = statistics.median(time_engine(path, aid)[0] for _ in range(repeats))
+            nbg = statistics.median(time_nbgrader(course, aid, path) for _ in range(repeats))
+            rows.append((aid, engine, nbg, repeats))
+            print(f"{aid}: engine {engine:.1f} s, nbgrader autograde (sandboxed) {nbg:.1f} s ({nbg / engine:.2f}x)",
+                  flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    note = (f"Measured on its own (`python -m benchmarks.run --nbgrader-rows`, {time.strftime('%Y-%m-%d')}; "
+            f"{machine()}), not in the full run that produced the tables above; the engine was warmed first "
+            "(reference loaded) so that both columns pay the same.")
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    RESULTS.write_text(replace_section(text, NBGRADER_SECTION, nbgrader_section(rows, note)))
+    print("\n".join(nbgrader_section(rows, note)))
+    return 0
+
+
 def _target(ok: bool, text: str) -> str:
     return f"- [{'x' if ok else ' '}] {text}"
 
@@ -222,8 +288,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-nbgrader", action="store_true")
     parser.add_argument("--class-size", type=int, default=8, help="submissions for the --jobs 1/2 comparison (0: skip)")
     parser.add_argument("--class-assignment", default="03_unfold")
+    parser.add_argument("--nbgrader-rows", action="store_true",
+                        help="only the engine vs nbgrader autograde (sandboxed) rows (default ids: 01-03)")
     args = parser.parse_args(argv)
     course = Course()
+    if args.nbgrader_rows:
+        return nbgrader_rows_only(course, args.ids or ["01_apply_kernel", "02_conv_arithmetic", "03_unfold"],
+                                  args.repeats)
     ids = args.ids or course.assignment_ids()
     weights = _weights_note() if "06_transfer_learning" in ids else ""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -253,7 +324,7 @@ def main(argv=None) -> int:
              "`python -m benchmarks.run` regenerates this file.", ""]
     if weights:
         lines += [weights, ""]
-    lines += ["| assignment | runs | notebook alone (s) | engine grade (s) | engine / notebook | nbgrader autograde (s) | engine / nbgrader | reference score |",
+    lines += ["| assignment | runs | notebook alone (s) | engine grade (s) | engine / notebook | nbgrader autograde, sandboxed (s) | engine / nbgrader | reference score |",
               "|---|---|---|---|---|---|---|---|"]
     for aid, alone, engine, nbg, score, max_score, repeats in rows:
         vs = "-" if nbg is None else f"{engine / nbg:.2f}x"
@@ -273,6 +344,9 @@ def main(argv=None) -> int:
                   f"| 1 | {klass['jobs1']:.0f} | {klass['n'] * 60 / klass['jobs1']:.1f} |",
                   f"| 2 | {klass['jobs2']:.0f} | {klass['n'] * 60 / klass['jobs2']:.1f} |", "",
                   f"Speed-up {speedup:.2f}x; the two runs gave {'the same' if klass['same_scores'] else 'DIFFERENT'} scores.", ""]
+    nb_rows = [(aid, engine, nbg, repeats) for aid, _, engine, nbg, _, _, repeats in rows if nbg is not None]
+    if nb_rows:
+        lines += nbgrader_section(nb_rows)
     lines += ["## Convolution implementations (ms per batch of 64 Fashion-MNIST images)", "",
               "| implementation | ms |", "|---|---|"]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in conv]
@@ -283,7 +357,8 @@ def main(argv=None) -> int:
     for aid, alone, engine, nbg, *_ in rows:
         lines.append(_target(engine <= 1.25 * alone, f"{aid}: grading overhead {engine / alone:.2f}x (target at most 1.25x)"))
         if nbg is not None:
-            lines.append(_target(engine < nbg, f"{aid}: engine {engine:.1f} s vs nbgrader {nbg:.1f} s (engine faster)"))
+            lines.append(_target(nbg <= 1.25 * engine, f"{aid}: nbgrader autograde (sandboxed) {nbg:.1f} s vs engine "
+                                                       f"{engine:.1f} s (nbgrader's overhead at most 1.25x)"))
     if len(rows) == len(course.assignment_ids()):
         lines.append(_target(total_alone <= 480, f"all six notebooks in {total_alone:.0f} s (target at most 480 s)"))
     if klass:

@@ -23,9 +23,9 @@ from autograder.testing import check_code
 
 AID = "04_cnn"
 CELL = {"conv": "test_conv", "simple_cnn": "test_simple_cnn", "get_dataloaders": "test_get_dataloaders",
-        "accuracy": "test_accuracy", "fit": "test_fit"}
+        "accuracy": "test_accuracy", "fit": "test_fit", "max_pool2d": "test_max_pool2d", "pool_cnn": "test_pool_cnn"}
 POINTS = {"test_get_dataloaders": 8, "test_conv": 6, "test_simple_cnn": 7, "test_accuracy": 4, "test_fit": 10,
-          "test_model": 7}
+          "test_model": 7, "test_max_pool2d": 8, "test_pool_cnn": 6}
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,25 @@ CONV_VARIANTS = [
     correct("conv", "sliced_list", """
             def conv(ni, nf, ks=3, stride=2, act=True):
                 return nn.Sequential(*[nn.Conv2d(ni, nf, ks, stride, ks // 2), nn.ReLU()][:1 + bool(act)])
+            """),
+    # issue 18: an nn.Sequential subclass is an nn.Sequential (the detection-code-base pattern)
+    correct("conv", "sequential_subclass", """
+            class ConvBlock(nn.Sequential):
+                def __init__(self, ni, nf, ks=3, stride=2, act=True):
+                    super().__init__()
+                    self.append(nn.Conv2d(ni, nf, ks, stride, padding=ks // 2))
+                    if act:
+                        self.append(nn.ReLU(inplace=True))
+            def conv(ni, nf, ks=3, stride=2, act=True):
+                return ConvBlock(ni, nf, ks, stride, act)
+            """),
+    correct("conv", "conv2d_subclass_with_same_padding", """
+            class SameConv2d(nn.Conv2d):
+                def __init__(self, ni, nf, ks, stride):
+                    super().__init__(ni, nf, kernel_size=ks, stride=stride, padding=(ks - 1) // 2)
+            def conv(ni, nf, ks=3, stride=2, act=True):
+                layers = [SameConv2d(ni, nf, ks, stride)] + ([nn.ReLU()] if act else [])
+                return nn.Sequential(*layers)
             """),
 ]
 
@@ -162,6 +181,18 @@ SIMPLE_CNN_VARIANTS = [
             return nn.Sequential(_blk(1, 4), _blk(4, 8), _blk(8, 16), _blk(16, 32), _blk(32, 10, act=False),
                                  nn.Flatten())
             """)),
+    correct("simple_cnn", "ordered_dict", """
+            from collections import OrderedDict
+            def simple_cnn():
+                chans = [(1, 8, 5), (8, 16, 3), (16, 32, 3), (32, 64, 3)]
+                layers = OrderedDict()
+                for i, (a, b, k) in enumerate(chans):
+                    layers[f"conv{i}"] = nn.Conv2d(a, b, k, stride=2, padding=k // 2)
+                    layers[f"relu{i}"] = nn.ReLU()
+                layers["head"] = nn.Conv2d(64, 10, 3, stride=2, padding=1)
+                layers["flatten"] = nn.Flatten()
+                return nn.Sequential(layers)
+            """),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +279,12 @@ ACCURACY_VARIANTS = [
                 preds = torch.softmax(logits, dim=-1).max(dim=-1).indices
                 return torch.eq(preds, targets).sum().item() / targets.numel()
             """),
+    correct("accuracy", "numpy_inside", """
+            import numpy as np
+            def accuracy(logits, targets):
+                preds = np.argmax(logits.detach().numpy(), axis=1)
+                return np.mean(preds == targets.numpy())      # a numpy.float64
+            """),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +349,7 @@ FIT_VARIANTS = [
           {F_REF}, only=True),
     wrong("fit", "keras_style_keys", fit_src(row='{"epoch": epoch, "loss": train_loss, "val_loss": total / n, '
                                                  '"val_acc": correct / n}'),
-          {F_FMT, F_FROZEN, F_EASY, F_REFHIST}, explains=(F_FMT, "exactly the keys")),
+          {F_FMT, F_FROZEN, F_EASY, F_REFHIST}, explains=(F_FMT, "are missing")),
     wrong("fit", "train_loss_of_the_last_batch", fit_src(train_loss="losses[-1]"), {F_FROZEN}, only=True),
     wrong("fit", "nll_loss_on_logits", fit_src(loss="F.nll_loss(model(xb), yb)"), {F_FROZEN, F_REF}),
     wrong("fit", "always_sgd", fit_src(opt="opt = torch.optim.SGD(model.parameters(), lr=lr)"), {F_OPT, F_REF},
@@ -343,7 +380,168 @@ FIT_VARIANTS = [
             """),
 ]
 
-ALL = [CONV_VARIANTS, SIMPLE_CNN_VARIANTS, LOADER_VARIANTS, ACCURACY_VARIANTS, FIT_VARIANTS]
+FIT_VARIANTS += [
+    correct("fit", "numpy_numbers_and_an_extra_key",
+            "import numpy as np\n" + fit_src(
+                row='{"epoch": epoch, "train_loss": np.mean(losses), "valid_loss": np.float64(total / n), '
+                    '"valid_acc": np.float32(correct / n), "lr": lr}')),
+]
+
+# ---------------------------------------------------------------------------------------------
+# max_pool2d
+
+M_SMALL, M_BUILTIN = "test_max_pool2d_small_example", "test_max_pool2d_matches_built_in_pooling"
+M_STRIDE, M_RAISE = "test_max_pool2d_with_a_stride", "test_max_pool2d_rejects_a_window_larger_than_the_image"
+M_REF, M_INPUT = "test_max_pool2d_matches_reference", "test_max_pool2d_leaves_its_input_unchanged"
+M_NUMERICAL = {M_SMALL, M_BUILTIN, M_STRIDE, M_REF}
+
+CHECK_FITS = """
+    if stride is None:
+        stride = kernel_size
+    h, w = x.shape[-2:]
+    if kernel_size > h or kernel_size > w:
+        raise ValueError("the window does not fit")
+"""
+
+
+def pool_src(body: str, check: str = CHECK_FITS) -> str:
+    lines = textwrap.dedent(check).strip() + "\n" + textwrap.dedent(body).strip() + "\n"
+    return "def max_pool2d(x, kernel_size=2, stride=None):\n" + textwrap.indent(lines, "    ")
+
+
+MAX_POOL_VARIANTS = [
+    wrong("max_pool2d", "built_in_pooling", pool_src("return F.max_pool2d(x, kernel_size, stride)"),
+          M_NUMERICAL, explains=(M_BUILTIN, "does not allow")),
+    wrong("max_pool2d", "built_in_module_errors_caught", pool_src("""
+          try:
+              return nn.MaxPool2d(kernel_size, stride)(x)
+          except RuntimeError:
+              return x.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride).amax(dim=(-2, -1))
+          """), M_NUMERICAL),
+    wrong("max_pool2d", "average_instead_of_maximum", pool_src(
+          "return x.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride).mean(dim=(-2, -1))"),
+          M_NUMERICAL, only=True),
+    wrong("max_pool2d", "stride_ignored", pool_src(
+          "return x.unfold(2, kernel_size, kernel_size).unfold(3, kernel_size, kernel_size).amax(dim=(-2, -1))"),
+          {M_STRIDE, M_REF}, only=True),
+    wrong("max_pool2d", "no_check_of_the_window", pool_src(
+          "return x.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride).amax(dim=(-2, -1))",
+          check="\nif stride is None:\n    stride = kernel_size\n"), {M_RAISE}, only=True),
+    wrong("max_pool2d", "largest_absolute_value", pool_src("""
+          w = x.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride).flatten(-2)
+          return w.gather(-1, w.abs().argmax(dim=-1, keepdim=True)).squeeze(-1)
+          """), {M_SMALL, M_BUILTIN, M_STRIDE, M_REF}),
+    wrong("max_pool2d", "reshape_only_right_for_divisible_sizes", pool_src("""
+          n, c, h, w = x.shape
+          k = kernel_size
+          return x[..., :h - h % k, :w - w % k].reshape(n, c, h // k, k, w // k, k).amax(dim=(3, 5))
+          """), {M_STRIDE, M_REF}),
+    wrong("max_pool2d", "running_maximum_in_a_view_of_the_input", pool_src("""
+          k, s = kernel_size, stride
+          oh, ow = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+          out = x[..., 0:s * (oh - 1) + 1:s, 0:s * (ow - 1) + 1:s]      # a view: the input gets overwritten
+          for di in range(k):
+              for dj in range(k):
+                  if di or dj:
+                      torch.maximum(out, x[..., di:di + s * (oh - 1) + 1:s, dj:dj + s * (ow - 1) + 1:s], out=out)
+          return out
+          """), {M_INPUT}),
+    correct("max_pool2d", "running_maximum_of_strided_slices", pool_src("""
+            k, s = kernel_size, stride
+            oh, ow = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+            out = None
+            for di in range(k):
+                for dj in range(k):
+                    part = x[..., di:di + s * (oh - 1) + 1:s, dj:dj + s * (ow - 1) + 1:s]
+                    out = part if out is None else torch.maximum(out, part)
+            return out.clone()
+            """)),
+    correct("max_pool2d", "as_strided", pool_src("""
+            n, c, h, w = x.shape
+            k, s = kernel_size, stride
+            x = x.contiguous()
+            sn, sc, sh, sw = x.stride()
+            win = x.as_strided((n, c, (h - k) // s + 1, (w - k) // s + 1, k, k), (sn, sc, sh * s, sw * s, sh, sw))
+            return win.reshape(*win.shape[:4], k * k).max(dim=-1).values
+            """)),
+    correct("max_pool2d", "numpy_sliding_window_view", """
+            import numpy as np
+            def max_pool2d(x, kernel_size=2, stride=None):
+                s = kernel_size if stride is None else stride
+                if x.shape[-1] < kernel_size or x.shape[-2] < kernel_size:
+                    raise ValueError(f"kernel {kernel_size} larger than the image {tuple(x.shape[-2:])}")
+                win = np.lib.stride_tricks.sliding_window_view(x.numpy(), (kernel_size, kernel_size), axis=(2, 3))
+                return torch.from_numpy(win[:, :, ::s, ::s].max(axis=(-2, -1)).copy())
+            """),
+]
+
+# ---------------------------------------------------------------------------------------------
+# pool_cnn (self-contained: nothing calls max_pool2d)
+
+P_SHAPE, P_PARAMS = "test_pool_cnn_maps_images_to_ten_logits", "test_pool_cnn_has_the_parameters_of_the_spec"
+P_FWD, P_REF = "test_pool_cnn_computes_conv_relu_pool_twice_then_linear", "test_pool_cnn_matches_reference_with_the_same_weights"
+P_FRESH = "test_pool_cnn_returns_a_new_model_each_call"
+
+
+def pool_cnn_src(*layers: str) -> str:
+    return "def pool_cnn():\n    return nn.Sequential(\n" + "".join(f"        {l},\n" for l in layers) + "    )\n"
+
+
+SPEC_LAYERS = ("nn.Conv2d(1, 4, 3, padding=1)", "nn.ReLU()", "nn.MaxPool2d(2, 2)", "nn.Conv2d(4, 8, 3, padding=1)",
+               "nn.ReLU()", "nn.MaxPool2d(2, 2)", "nn.Flatten()", "nn.Linear(8 * 7 * 7, 10)")
+
+
+def spec_with(**changes) -> str:
+    layers = list(SPEC_LAYERS)
+    for i, layer in changes.items():
+        layers[int(i[1:])] = layer
+    return pool_cnn_src(*[layer for layer in layers if layer])
+
+
+POOL_CNN_VARIANTS = [
+    wrong("pool_cnn", "average_pooling", spec_with(l2="nn.AvgPool2d(2, 2)", l5="nn.AvgPool2d(2, 2)"),
+          {P_FWD, P_REF}, only=True),
+    wrong("pool_cnn", "no_padding", spec_with(l0="nn.Conv2d(1, 4, 3)", l3="nn.Conv2d(4, 8, 3)",
+                                              l7="nn.Linear(8 * 5 * 5, 10)"),
+          {P_PARAMS, P_FWD, P_REF}, explains=(P_PARAMS, "4,266 numbers")),
+    wrong("pool_cnn", "second_relu_missing", spec_with(l4=""), {P_FWD, P_REF}, only=True),
+    wrong("pool_cnn", "relu_after_the_linear_layer", pool_cnn_src(*SPEC_LAYERS, "nn.ReLU()"), {P_FWD, P_REF},
+          only=True),
+    wrong("pool_cnn", "channels_last_flatten", textwrap.dedent("""
+          class ChannelsLast(nn.Module):
+              def forward(self, x):
+                  return x.permute(0, 2, 3, 1).flatten(1)
+          """) + spec_with(l6="ChannelsLast()"), {P_FWD, P_REF}, only=True),
+    wrong("pool_cnn", "one_shared_model", "_POOL_NET = " + spec_with().split("return ", 1)[1].replace("\n    ", "\n")
+          + "def pool_cnn():\n    return _POOL_NET\n", {P_FRESH}, only=True),
+    correct("pool_cnn", "module_with_functional_forward", """
+            class PoolNet(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.conv1 = nn.Conv2d(1, 4, kernel_size=3, padding=1)
+                    self.conv2 = nn.Conv2d(4, 8, kernel_size=3, padding=1)
+                    self.fc = nn.Linear(392, 10)
+                def forward(self, x):
+                    x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+                    x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+                    return self.fc(torch.flatten(x, 1))
+            def pool_cnn():
+                return PoolNet()
+            """),
+    correct("pool_cnn", "ordered_dict_pool_before_relu", """
+            from collections import OrderedDict
+            def pool_cnn():
+                # max pooling and ReLU commute, so pooling first computes the same thing (on fewer numbers)
+                return nn.Sequential(OrderedDict([
+                    ("conv1", nn.Conv2d(1, 4, 3, padding=1)), ("pool1", nn.MaxPool2d(2)), ("relu1", nn.ReLU()),
+                    ("conv2", nn.Conv2d(4, 8, 3, padding=1)), ("pool2", nn.MaxPool2d(2)), ("relu2", nn.ReLU()),
+                    ("flatten", nn.Flatten()), ("fc", nn.Linear(8 * 7 * 7, 10)),
+                ]))
+            """),
+]
+
+ALL = [CONV_VARIANTS, SIMPLE_CNN_VARIANTS, LOADER_VARIANTS, ACCURACY_VARIANTS, FIT_VARIANTS, MAX_POOL_VARIANTS,
+       POOL_CNN_VARIANTS]
 N_BATCHES = max(len(vs) for vs in ALL)
 
 

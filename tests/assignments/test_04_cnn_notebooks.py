@@ -12,15 +12,16 @@ import pytest
 
 from autograder.authoring import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_locked, is_solution_cell, is_test_cell, nbgrader_meta
-from tests.conftest import REPO, cell_values, run_notebook
+from tests.conftest import REPO, cell_values, failed_closed, run_solution_notebook
 
 AID = "04_cnn"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
 RELEASE = REPO / "assignments" / AID / f"{AID}.ipynb"
 POINTS = {"test_get_dataloaders": 8, "test_conv": 6, "test_simple_cnn": 7, "test_accuracy": 4, "test_fit": 10,
-          "test_model": 7}
-WRITTEN = {"q_channels": 2, "q_eval_no_grad": 2, "q_normalisation": 2, "q_linear_vs_cnn": 2}
-FUNCTIONS = ("get_dataloaders", "conv", "simple_cnn", "accuracy", "fit")
+          "test_model": 7, "test_max_pool2d": 8, "test_pool_cnn": 6}
+WRITTEN = {"q_channels": 2, "q_normalisation": 2, "q_linear_vs_cnn": 2, "q_last_block": 1, "q_zero_grad": 1,
+           "q_metric_vs_loss": 1, "q_pool_shape": 1}
+FUNCTIONS = ("get_dataloaders", "conv", "simple_cnn", "accuracy", "fit", "max_pool2d", "pool_cnn")
 BUDGET_S = 120
 
 
@@ -32,6 +33,8 @@ def test_notebook_layout_and_points():
     written = {grade_id(c): nbgrader_meta(c)["points"] for c in nb.cells
                if c.cell_type == "markdown" and is_solution_cell(c)}
     assert written == WRITTEN
+    assert sum(p > 1 for p in written.values()) == 3            # three questions that ask for an explanation
+    assert 3 <= sum(p == 1 for p in written.values()) <= 4      # and short recall questions, one point each
     assert set(FUNCTIONS) <= set(solution_sources(nb))
     cells = {grade_id(c): c for c in nb.cells if grade_id(c)}
     # The budget is locked and defines the reference (the grader trains it); the training run is
@@ -44,6 +47,13 @@ def test_notebook_layout_and_points():
     assert order.index("train") < order.index("test_model")
     demo = "\n".join(c.source for c in nb.cells if "demo" in c.metadata.get("tags", []))
     assert "valid_loss" in demo and "nn.Linear(28 * 28, 10)" in demo and "confusion" in demo
+    # The pooling section: the pooling CNN is trained with the same fit and compared; the linear model's
+    # weight templates are drawn as a 2 x 5 picture.
+    assert "fit(pool_model" in demo and "plt.subplots(2, 5" in demo and "templates" in demo
+    # No written answer shows nbgrader's placeholder next to its model answer.
+    for c in nb.cells:
+        if c.cell_type == "markdown" and is_solution_cell(c):
+            assert "YOUR ANSWER HERE" not in c.source, grade_id(c)
     for c in nb.cells:
         if c.cell_type == "code" and "demo" not in c.metadata.get("tags", []):
             assert not any(line.lstrip().startswith(("%", "!")) for line in c.source.splitlines())
@@ -53,7 +63,8 @@ def test_release_has_stubs_and_no_solutions_or_hidden_tests():
     nb = nbformat.read(RELEASE, as_version=4)
     text = nbformat.writes(nb)
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "hidden=True",
-                   "TensorDataset(x.unsqueeze(1)", "reduction=\"sum\"", "conv(16, 32),                 # 4x4"):
+                   "TensorDataset(x.unsqueeze(1)", "reduction=\"sum\"", "conv(16, 32),                 # 4x4",
+                   "unfold(3, kernel_size, stride)", "nn.MaxPool2d(2, 2),     # 14x14"):
         assert marker not in text, marker
     sources = solution_sources(nb)
     for name in FUNCTIONS:
@@ -63,11 +74,11 @@ def test_release_has_stubs_and_no_solutions_or_hidden_tests():
 
 
 @pytest.mark.slow
-def test_solution_notebook_gets_full_marks_within_budget(fashion_mnist_root):
-    nb, seconds = run_notebook(SOLUTION, timeout=900)
-    assert cell_values(nb) == POINTS
-    errors = [o["ename"] for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert errors == []
+def test_solution_notebook_passes_its_public_checks_within_budget(fashion_mnist_root):
+    # Every public check passes and no other cell fails; the hidden blocks fail closed in a kernel (full marks
+    # for the reference come from the engine: test_04_cnn.py, test_04_cnn_model.py and the agreement tests).
+    nb, seconds = run_solution_notebook(SOLUTION, timeout=900)
+    assert failed_closed(nb) == set(POINTS)
     assert seconds < BUDGET_S, f"the solution notebook took {seconds:.0f} s (budget {BUDGET_S} s)"
 
 

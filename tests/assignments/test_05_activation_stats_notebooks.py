@@ -13,14 +13,15 @@ import torch
 
 from autograder.authoring import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
-from tests.conftest import REPO, cell_values, run_notebook
+from tests.conftest import REPO, cell_values, failed_closed, run_solution_notebook
 
 AID = "05_activation_stats"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
 RELEASE = REPO / "assignments" / AID / f"{AID}.ipynb"
 POINTS = {"test_ActivationStats": 11, "test_dead_fraction": 5, "test_color_dim": 5, "test_conv_bn": 8,
           "test_fit_one_cycle": 7}
-WRITTEN = {"q_dead_units": 2, "q_batch_size": 2, "q_batchnorm": 2}
+WRITTEN = {"q_dead_units": 2, "q_batch_size": 2, "q_batchnorm": 2, "q_hook_return": 1, "q_one_cycle": 1,
+           "q_first_bin": 1}
 FUNCTIONS = ("ActivationStats", "dead_fraction", "color_dim", "conv_bn", "fit_one_cycle")
 BUDGET_S = 120
 
@@ -33,6 +34,8 @@ def test_notebook_layout_and_points():
     written = {grade_id(c): nbgrader_meta(c)["points"] for c in nb.cells
                if c.cell_type == "markdown" and is_solution_cell(c)}
     assert written == WRITTEN
+    assert sum(p > 1 for p in written.values()) == 3            # three questions that ask for an explanation
+    assert 3 <= sum(p == 1 for p in written.values()) <= 4      # and short recall questions, one point each
     assert set(FUNCTIONS) <= set(solution_sources(nb))
     # The experiments (four trainings, each plotted) are demo cells: the grader's reference skips them.
     demo = "\n".join(c.source for c in nb.cells if "demo" in c.metadata.get("tags", []))
@@ -62,9 +65,11 @@ def test_release_has_stubs_and_no_solutions_or_hidden_tests():
 
 
 @pytest.mark.slow
-def test_solution_notebook_gets_full_marks_within_budget(fashion_mnist_root):
-    nb, seconds = run_notebook(SOLUTION, timeout=600)
-    assert cell_values(nb) == POINTS
+def test_solution_notebook_passes_its_public_checks_within_budget(fashion_mnist_root):
+    # Every public check passes and no other cell fails; the hidden blocks fail closed in a kernel (full marks
+    # for the reference come from the engine: test_05_activation_stats.py and the agreement tests).
+    nb, seconds = run_solution_notebook(SOLUTION, timeout=600)
+    assert failed_closed(nb) == set(POINTS)
     for cell in nb.cells:
         if cell.cell_type == "code" and is_test_cell(cell):
             assert not [o for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]

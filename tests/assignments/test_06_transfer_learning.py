@@ -99,6 +99,16 @@ RIGHT_LOAD = [
                 model.load_state_dict(state)
             return model.eval()
     """)),
+    # issue 18: a subclass of torchvision's AlexNet is an AlexNet
+    ("an AlexNet subclass", src("""
+        class CourseAlexNet(torchvision.models.AlexNet):
+            pass  # AlexNet with a name of our own
+        def load_alexnet(pretrained=True):
+            model = CourseAlexNet(num_classes=1000)
+            if pretrained:
+                model.load_state_dict(AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False))
+            return model.eval()
+    """)),
 ]
 
 
@@ -481,6 +491,13 @@ RIGHT_REPLACE = [
             model.classifier[-1] = nn.Linear(in_features=4096, out_features=num_classes, bias=True)
             return model
     """)),
+    ("a Linear subclass", src("""
+        class Head(nn.Linear):
+            pass  # the new last layer
+        def replace_classifier(model, num_classes):
+            model.classifier[6] = Head(model.classifier[6].in_features, num_classes)
+            return model
+    """)),
 ]
 
 
@@ -585,7 +602,135 @@ def test_other_correct_train_head_gets_full_marks(standin_torch_home, fashion_mn
     assert_full_marks(grade(source, HEAD_CELL), label)
 
 
+# ================================================================================================ penultimate_features
+PEN_CELL = "test_penultimate_features"
+PEN_SHAPE, PEN_CUT = "test_penultimate_features_alexnet_shape", "test_penultimate_features_stop_just_before_the_last_layer"
+PEN_GRAPH, PEN_REF = "test_penultimate_features_builds_no_graph", "test_penultimate_features_matches_reference_on_alexnet"
+PEN_BATCHES = "test_penultimate_features_works_in_batches"
+
+
+def penultimate_source(body: str, *, mode: str = "model.eval()", grad: str = "with torch.no_grad():") -> str:
+    return src(f"""
+        def penultimate_features(model, x, batch_size=64):
+            {mode}
+            chunks = []
+            {grad}
+                for start in range(0, len(x), batch_size):
+                    xb = x[start:start + batch_size]
+                    chunks.append({body})
+            return torch.cat(chunks)
+    """)
+
+
+CUT = "model.classifier[:6](torch.flatten(model.avgpool(model.features(xb)), 1))"
+WRONG_PEN = [
+    Variant("the whole network's scores", penultimate_source("model(xb)"),
+            fails=(PEN_SHAPE, PEN_CUT, PEN_REF)),
+    Variant("stops before the last ReLU", penultimate_source(CUT.replace("[:6]", "[:5]")),
+            fails=(PEN_CUT, PEN_REF), passes=(PEN_SHAPE, PEN_GRAPH, PEN_BATCHES)),
+    Variant("one hidden layer only", penultimate_source(CUT.replace("[:6]", "[:3]")),
+            fails=(PEN_CUT, PEN_REF), passes=(PEN_SHAPE,)),
+    Variant("skips the average pool", penultimate_source("model.classifier[:6](torch.flatten(model.features(xb), 1))"),
+            fails=(PEN_CUT,), passes=(PEN_SHAPE, PEN_REF)),
+    Variant("training mode (dropout on)", penultimate_source(CUT, mode="pass"),
+            fails=(PEN_CUT, PEN_REF), passes=(PEN_SHAPE, PEN_GRAPH, PEN_BATCHES)),
+    Variant("keeps the autograd graph", penultimate_source(CUT, grad="if True:"),
+            fails=(PEN_GRAPH,), passes=(PEN_CUT, PEN_REF)),
+    Variant("everything in one batch", src("""
+        def penultimate_features(model, x, batch_size=64):
+            model.eval()
+            with torch.no_grad():
+                return model.classifier[:6](torch.flatten(model.avgpool(model.features(x)), 1))
+    """), fails=(PEN_BATCHES,), passes=(PEN_CUT, PEN_REF)),
+]
+RIGHT_PEN = [
+    ("a forward hook on the last ReLU", src("""
+        def penultimate_features(model, x, batch_size=64):
+            model.eval()
+            grabbed = []
+            handle = model.classifier[-2].register_forward_hook(lambda m, args, out: grabbed.append(out.clone()))
+            try:
+                with torch.no_grad():
+                    for chunk in torch.split(x, batch_size):
+                        model(chunk)
+            finally:
+                handle.remove()
+            return torch.cat(grabbed)
+    """)),
+    ("a new Sequential without the last layer, decorator", src("""
+        @torch.no_grad()
+        def penultimate_features(model, x, batch_size=64):
+            model.train(False)
+            body = nn.Sequential(model.features, model.avgpool, nn.Flatten(),
+                                 *list(model.classifier.children())[:-1])
+            return torch.cat([body(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    """)),
+    ("numpy bookkeeping, inference_mode and clone", src("""
+        import numpy as np
+        def penultimate_features(model, x, batch_size=64):
+            model.eval()
+            starts = np.arange(0, len(x), batch_size)
+            with torch.inference_mode():
+                rows = [model.classifier[:6](model.avgpool(model.features(x[int(s):int(s) + batch_size])).flatten(1))
+                        for s in starts]
+                out = torch.cat(rows)
+            return out.clone()
+    """)),
+]
+
+
+@pytest.mark.parametrize("variant", WRONG_PEN, ids=lambda v: v.label)
+def test_wrong_penultimate_features_loses_points(standin_torch_home, variant):
+    assert_loses_points(grade(variant.source, PEN_CELL), variant)
+
+
+@pytest.mark.parametrize("label,source", RIGHT_PEN, ids=[r[0] for r in RIGHT_PEN])
+def test_other_correct_penultimate_features_gets_full_marks(standin_torch_home, label, source):
+    assert_full_marks(grade(source, PEN_CELL), label)
+
+
+# ================================================================================================ the whole trained model
+FIN_CELL = "test_finetuned"
+FIN_FROZEN, FIN_PUBLIC = ("test_finetuned_is_the_frozen_alexnet_with_its_trained_head",
+                          "test_finetuned_classifies_held_out_images")
+FIN_HIDDEN = "test_finetuned_accuracy_is_close_to_the_reference"
+WRONG_FINETUNED = [
+    Variant("head never trained", "finetuned = replace_classifier(freeze_features(load_alexnet()), 10)\n",
+            fails=(FIN_PUBLIC, FIN_HIDDEN), passes=(FIN_FROZEN,)),
+    Variant("unfrozen after training", "finetuned = train_new_head().requires_grad_(True)\n",
+            fails=(FIN_FROZEN,), passes=(FIN_PUBLIC, FIN_HIDDEN)),
+    Variant("no model kept", "pass\n", fails=(FIN_FROZEN, FIN_PUBLIC, FIN_HIDDEN)),
+]
+
+
+@pytest.mark.slow
+def test_reference_whole_model_gets_full_marks(standin_torch_home, fashion_mnist_root):
+    results = check_code(AID, {"finetuned": "finetuned = train_new_head()\n"}, cells=[FIN_CELL])
+    assert_full_marks(results, "the reference's whole model")
+    assert sum(r.max_points for r in results.values()) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", WRONG_FINETUNED, ids=lambda v: v.label)
+def test_wrong_whole_model_loses_points(standin_torch_home, fashion_mnist_root, variant):
+    results = check_code(AID, {"finetuned": variant.source}, cells=[FIN_CELL])
+    assert_loses_points(results, variant)
+    if variant is WRONG_FINETUNED[0]:   # the accuracy checks say which weights the model has
+        assert "STAND-IN" in results[FIN_PUBLIC].message and "STAND-IN" in results[FIN_HIDDEN].message
+    if variant is WRONG_FINETUNED[2]:
+        assert "no variable named `finetuned`" in results[FIN_PUBLIC].message
+
+
 def test_reference_gets_full_marks(standin_torch_home, fashion_mnist_root):
-    results = check_code(AID, "")
+    cells = [c for c in POINTS_BY_CELL if c != FIN_CELL]   # the whole model needs training: the slow tests above
+    results = check_code(AID, "", cells=cells)
     assert_full_marks(results, "the reference")
-    assert sum(r.max_points for r in results.values()) == 44
+    by_cell: dict[str, float] = {}
+    for r in results.values():
+        by_cell[r.cell] = by_cell.get(r.cell, 0) + r.max_points
+    assert by_cell == {c: POINTS_BY_CELL[c] for c in cells}
+
+
+POINTS_BY_CELL = {"test_load_alexnet": 5, "test_to_nchw": 6, "test_preprocess": 7, "test_extract_features": 7,
+                  "test_freeze_features": 5, "test_replace_classifier": 7, "test_train_head": 7,
+                  "test_penultimate_features": 7, "test_finetuned": 4}

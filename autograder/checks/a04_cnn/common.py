@@ -4,7 +4,10 @@
   the fixed held-out images the trained ``model`` is evaluated on.
 * A tiny "spy" model and tiny data loaders, built inside the submission with ``sub.exec``,
   that record how ``fit`` uses them (training mode, gradients, optimizer steps).
-* Reading a module's layers from ``handle.describe()``.
+* What a module is, asked with ``isinstance`` where it lives (``structure``): a subclass of
+  ``nn.Sequential`` is an ``nn.Sequential``; its settings and parameters come from ``describe()``.
+* ``max_pool2d`` called with the built-in max pooling forbidden (``call_without_pooling``), and the
+  spec's pooling CNN computed from a model's own parameters (``pool_cnn_oracle``).
 """
 
 from __future__ import annotations
@@ -91,10 +94,18 @@ def accuracy_of(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == labels).float().mean())
 
 
+def expect_trained_model(sub) -> None:
+    """There must be a ``model``; when there is none because ``simple_cnn`` is still a stub, say so."""
+    if not sub.has("model"):
+        if sub.has("simple_cnn"):
+            sub.simple_cnn()        # a stub raises NotImplementedError here: "not implemented yet"
+        raise CheckFailure("there is no variable named `model`: run the training cell, which trains "
+                           "`model = simple_cnn()` and keeps it in `model`")
+
+
 def trained_model_accuracy(sub, which: str) -> float:
     """Accuracy of the notebook's trained ``model`` on the public or the hidden held-out images."""
-    expect(sub.has("model"), "there is no variable named `model`: run the training cell, which trains "
-                             "`model = simple_cnn()` and keeps it in `model`")
+    expect_trained_model(sub)
     is_module, kind = sub.eval("(isinstance(model, __import__('torch').nn.Module), type(model).__name__)")
     expect(is_module, f"`model` should be the trained network (an nn.Module), but it is a {kind}")
     x, y = heldout(which)
@@ -193,8 +204,9 @@ def history_rows(history, epochs: int) -> list[dict]:
     rows = []
     for i, row in enumerate(history):
         expect(type(row) is dict, f"item {i} of fit's result should be a dict, got {type(row).__name__}")
-        expect(set(row) == keys, f"item {i} of fit's result should have exactly the keys {sorted(keys)}, "
-                                 f"got {sorted(row)}")
+        missing = sorted(keys - set(row))
+        expect(not missing, f"item {i} of fit's result should have the keys {sorted(keys)}; {missing} "
+                            f"{'is' if len(missing) == 1 else 'are'} missing (it has {sorted(row)})")
         rows.append({k: as_float(row[k], f"history[{i}][{k!r}]") for k in keys})
     return rows
 
@@ -203,22 +215,136 @@ def spy_record(sub) -> list[tuple[str, bool, bool]]:
     return [tuple(r) for r in sub.eval(f"{P}model.record")]
 
 
-# -- describing modules ------------------------------------------------------------------------------------
+# -- what a module is (isinstance, asked where the module lives) -------------------------------------------
 
-def is_type(desc: dict, qualname: str) -> bool:
-    return qualname in desc.get("mro", [])
+STRUCTURE_SOURCE = f"""
+def {P}structure(m):
+    import torch as _t
+    nn = _t.nn
+    known = (("Sequential", nn.Sequential), ("Conv2d", nn.Conv2d), ("ReLU", nn.ReLU),
+             ("MaxPool2d", nn.MaxPool2d), ("Flatten", nn.Flatten), ("Linear", nn.Linear))
+
+    def kind(x):
+        for name, cls in known:
+            if isinstance(x, cls):
+                return name
+        return "Module" if isinstance(x, nn.Module) else "not a module"
+
+    every = list(m.modules()) if isinstance(m, nn.Module) else []
+    return {{"kind": kind(m), "is_module": isinstance(m, nn.Module), "is_sequential": isinstance(m, nn.Sequential),
+             "type": type(m).__name__, "children": [kind(c) for c in m.children()] if every else [],
+             "child_types": [type(c).__name__ for c in m.children()] if every else [],
+             "linear": [type(c).__name__ for c in every if isinstance(c, (nn.Linear, nn.Bilinear))]}}
+"""
 
 
-def walk(desc: dict):
-    """Every module of a describe() tree, the root first."""
-    yield desc
-    for _, child in desc.get("children", []):
-        yield from walk(child)
+def structure(ns, handle) -> dict:
+    """What ``handle`` is, by ``isinstance`` in its own process (plain data the grader can trust).
+
+    ``kind``: "Sequential", "Conv2d", "ReLU", "MaxPool2d", "Flatten" or "Linear" (subclasses included),
+    else "Module" (another nn.Module) or "not a module"; ``children``: the kinds of its direct children;
+    ``linear``: the class names of every linear layer inside it.
+    """
+    ns.exec(STRUCTURE_SOURCE)
+    return ns.eval(f"{P}structure({P}m)", **{f"{P}m": handle})
 
 
-LINEAR_TYPES = ("torch.nn.modules.linear.Linear", "torch.nn.modules.linear.Bilinear",
-                "torch.nn.modules.linear.LazyLinear")
-CONV2D = "torch.nn.modules.conv.Conv2d"
-RELU = "torch.nn.modules.activation.ReLU"
-SEQUENTIAL = "torch.nn.modules.container.Sequential"
-FLATTEN = "torch.nn.modules.flatten.Flatten"
+def layer_names(s: dict) -> str:
+    """The children of a structure() result, for messages: class names, with the kind where it differs."""
+    names = [t if k in (t, "Module", "not a module") else f"{t} (a {k})"
+             for k, t in zip(s["children"], s["child_types"])]
+    return "[" + ", ".join(names) + "]" if names else "no layers"
+
+
+def conv_parameters(ns, handle) -> list:
+    """[(weight, bias or None)] of every Conv2d inside ``handle``."""
+    return ns.eval(f"[(c.weight.detach().clone(), None if c.bias is None else c.bias.detach().clone()) "
+                   f"for c in {P}m.modules() if isinstance(c, __import__('torch').nn.Conv2d)]",
+                   **{f"{P}m": handle})
+
+
+LOAD_CONV_SOURCE = f"""
+def {P}load_conv(m, w, b):
+    '''Copy w and b into the only Conv2d of m; False when m has not exactly one Conv2d of that shape with a bias.'''
+    import torch as _t
+    convs = [c for c in m.modules() if isinstance(c, _t.nn.Conv2d)]
+    if len(convs) != 1 or tuple(convs[0].weight.shape) != tuple(w.shape) or convs[0].bias is None:
+        return False
+    with _t.no_grad():
+        convs[0].weight.copy_(w)
+        convs[0].bias.copy_(b)
+    return True
+"""
+
+
+def load_conv(ns, handle, weight, bias) -> bool:
+    ns.exec(LOAD_CONV_SOURCE)
+    return bool(ns.eval(f"{P}load_conv({P}m, {P}w, {P}b)", **{f"{P}m": handle, f"{P}w": weight, f"{P}b": bias}))
+
+
+def set_mode(ns, handle, training: bool) -> None:
+    """``model.train(training)`` on a module that lives in ``ns``."""
+    ns.exec(f"{P}m.train({bool(training)})", **{f"{P}m": handle})
+
+
+# -- max_pool2d without the built-in pooling ------------------------------------------------------------
+
+#: The forbidden-API group of F.max_pool2d, nn.MaxPool2d, torch.max_pool2d and the other built-in max poolings.
+NO_POOLING = ["max_pool"]
+
+
+def call_without_pooling(sub, *args, **kwargs):
+    """``max_pool2d(*args, **kwargs)`` in the submission with the built-in max pooling refused (a use fails)."""
+    return sub.call("max_pool2d", *args, forbid=NO_POOLING, **kwargs)
+
+
+def oracle_pool(x: torch.Tensor, k: int, s: int | None = None) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    return F.max_pool2d(x, k, s if s is not None else k)
+
+
+# -- pool_cnn: its parameters by shape, and the computation the spec describes ----------------------------
+
+#: (name, shape) of the six parameter tensors of the spec's pooling CNN, in the order of its layers.
+POOL_CNN_SHAPES = (("conv1.weight", (4, 1, 3, 3)), ("conv1.bias", (4,)), ("conv2.weight", (8, 4, 3, 3)),
+                   ("conv2.bias", (8,)), ("linear.weight", (10, 8 * 7 * 7)), ("linear.bias", (10,)))
+POOL_CNN_N_PARAMETERS = 4 * (9 + 1) + 8 * (4 * 9 + 1) + 10 * (8 * 7 * 7 + 1)   # 4,266
+
+
+def parameter_list(ns, handle) -> list:
+    """[(shape, values)] of every parameter of a module, in registration order."""
+    return ns.eval(f"[(tuple(p.shape), p.detach().clone()) for p in {P}m.parameters()]", **{f"{P}m": handle})
+
+
+def by_shape(params: list) -> dict | None:
+    """The spec's six tensors found by their (all different) shapes; None unless the shapes are exactly those."""
+    if sorted(tuple(s) for s, _ in params) != sorted(shape for _, shape in POOL_CNN_SHAPES):
+        return None
+    found = {tuple(s): t for s, t in params}
+    return {name: found[shape] for name, shape in POOL_CNN_SHAPES}
+
+
+def pool_cnn_oracle(x: torch.Tensor, w: dict) -> torch.Tensor:
+    """The spec's network with torch built-ins: (3x3 conv with padding 1, ReLU, 2x2 max-pool) twice, flatten, linear."""
+    import torch.nn.functional as F
+
+    h = F.max_pool2d(F.relu(F.conv2d(x, w["conv1.weight"], w["conv1.bias"], padding=1)), 2, 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, w["conv2.weight"], w["conv2.bias"], padding=1)), 2, 2)
+    return F.linear(h.flatten(1), w["linear.weight"], w["linear.bias"])
+
+
+LOAD_BY_SHAPE_SOURCE = f"""
+def {P}load_by_shape(m, values):
+    '''Copy each tensor of `values` into the parameter of m with the same (unique) shape.'''
+    import torch as _t
+    by_shape = {{tuple(v.shape): v for v in values}}
+    with _t.no_grad():
+        for p in m.parameters():
+            p.copy_(by_shape[tuple(p.shape)])
+"""
+
+
+def load_by_shape(ns, handle, values: list) -> None:
+    ns.exec(LOAD_BY_SHAPE_SOURCE)
+    ns.exec(f"{P}load_by_shape({P}m, {P}v)", **{f"{P}m": handle, f"{P}v": values})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from autograder.api import Handle, check, expect, expect_close, expect_tensor, fmt_call
+from autograder.api import Handle, StudentError, check, expect, expect_close, expect_tensor, fmt_call
 
 
 def _common():
@@ -28,29 +28,41 @@ TOLERANCE = 0.03  # the trained model may be this far below the reference's accu
 
 # -- conv ---------------------------------------------------------------------------------------------
 
-def _signature(desc):
-    """The direct children of a describe() tree as [(type, attrs)] (ReLU's `inplace` does not matter)."""
-    return [(child["type"], tuple(sorted((k, v) for k, v in child["attrs"].items() if k != "inplace")))
-            for _, child in desc["children"]]
+_SETTINGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias")
+
+
+def _signature(ns, block):
+    """(kind of the block, [(kind of each child, its settings)]): kinds by isinstance, so subclasses count;
+    ReLU's `inplace` does not matter."""
+    s = C.structure(ns, block)
+    children = [child for _, child in ns.describe(block)["children"]]
+    layers = [(kind, tuple((k, child["attrs"].get(k)) for k in _SETTINGS if k in child["attrs"]))
+              for kind, child in zip(s["children"], children)]
+    return s, layers
 
 
 @check(cell="test_conv", points=1, kind="shape",
-       hint="conv(ni, nf, ks, stride, act) is nn.Conv2d(ni, nf, ks, stride, padding=ks // 2), then nn.ReLU() if act.")
+       hint="Compare the layers and the setting named in the message with the docstring of conv; the defaults "
+            "count too.")
 def test_conv_layers_match_reference(sub, ref):
     for args in [(1, 4, 3, 2, True), (16, 32, 3, 2, False), (3, 7, 5, 1, True), (8, 2, 7, 3, False), (5, 5, 1, 1, True)]:
         what = fmt_call("conv", *args[:2], ks=args[2], stride=args[3], act=args[4])
         got = sub.conv(*args[:2], ks=args[2], stride=args[3], act=args[4])
         expect(isinstance(got, Handle), f"{what} should return an nn.Sequential, got {C.show(got)}")
         want = ref.conv(*args[:2], ks=args[2], stride=args[3], act=args[4])
-        g, w = sub.describe(got), ref.describe(want)
-        expect(g["type"] == w["type"], f"{what} should return a {w['type']}, got a {g['type']}")
-        expect(_signature(g) == _signature(w),
-               f"{what}: the layers {[t for t, _ in _signature(g)]} or their settings differ from the expected "
-               f"{[t for t, _ in _signature(w)]}")
+        (gs, g), (_, w) = _signature(sub, got), _signature(ref, want)
+        expect(gs["is_sequential"], f"{what} should return an nn.Sequential (or a subclass of it), got a {gs['type']}")
+        expect([k for k, _ in g] == [k for k, _ in w],
+               f"{what}: expected the layers {[k for k, _ in w]}, got {C.layer_names(gs)}")
+        for i, ((kind, got_settings), (_, want_settings)) in enumerate(zip(g, w)):
+            for (key, value), (_, expected) in zip(got_settings, want_settings):
+                expect(value == expected, f"{what}: layer {i} ({kind}) should have {key}={expected}, got {value}")
+            expect(len(got_settings) == len(want_settings), f"{what}: layer {i} ({kind}) differs from the expected one")
 
 
 @check(cell="test_conv", points=1, kind="numerical",
-       hint="The block's forward is conv then (when act) ReLU, with padding ks // 2.")
+       hint="Given the same weights, the block must compute what the docstring describes, in training and in "
+            "evaluation mode alike.")
 def test_conv_forward_matches_reference_with_the_same_weights(sub, ref):
     for (ni, nf, ks, stride, act), shape in [((3, 6, 3, 2, True), (4, 3, 17, 10)), ((2, 3, 5, 3, False), (2, 2, 9, 14)),
                                              ((4, 4, 1, 1, True), (1, 4, 5, 6))]:
@@ -58,14 +70,17 @@ def test_conv_forward_matches_reference_with_the_same_weights(sub, ref):
         got_block = sub.conv(ni, nf, ks=ks, stride=stride, act=act)
         want_block = ref.conv(ni, nf, ks=ks, stride=stride, act=act)
         expect(isinstance(got_block, Handle), f"{what} should return an nn.Sequential, got {C.show(got_block)}")
-        params = ref.eval(f"[p.detach().clone() for p in {P}m.parameters()]", **{f"{P}m": want_block})
+        (weight, bias), = C.conv_parameters(ref, want_block)
         n = sub.eval(f"len(list({P}m.parameters()))", **{f"{P}m": got_block})
-        expect(n == len(params), f"{what} should have {len(params)} parameter tensors, got {n}")
-        sub.exec(f"with __import__('torch').no_grad():\n"
-                 f"    for p, v in zip({P}m.parameters(), {P}v):\n"
-                 f"        p.copy_(v.reshape(p.shape))", **{f"{P}m": got_block, f"{P}v": params})
+        expect(n == 2 and C.load_conv(sub, got_block, weight, bias),
+               f"{what} should hold one Conv2d with weight {tuple(weight.shape)} and a bias, and no other parameter")
         x = torch.randn(shape)
-        expect_tensor(got_block(x), want_block(x), what=f"{what} on x {shape} (with the reference's weights)")
+        for training in (True, False):
+            C.set_mode(sub, got_block, training)
+            C.set_mode(ref, want_block, training)
+            expect_tensor(got_block(x), want_block(x),
+                          what=f"{what} on x {shape} with the reference's weights, in "
+                               f"{'training' if training else 'eval'} mode")
 
 
 # -- simple_cnn -----------------------------------------------------------------------------------------
@@ -91,7 +106,7 @@ def {P}shapes(model, x):
 
 
 @check(cell="test_simple_cnn", points=1, kind="shape",
-       hint="Five stride-2 convs: 28 -> 14 -> 7 -> 4 -> 2 -> 1, the last with 10 channels, then nn.Flatten().")
+       hint="The message lists the grid after every convolution: compare it with the table of section 3.")
 def test_simple_cnn_reaches_a_1x1_grid_of_10_channels_before_flatten(sub, ref):
     model = sub.simple_cnn()
     expect(isinstance(model, Handle), f"simple_cnn() should return an nn.Module, got {C.show(model)}")
@@ -105,7 +120,7 @@ def test_simple_cnn_reaches_a_1x1_grid_of_10_channels_before_flatten(sub, ref):
 
 
 @check(cell="test_simple_cnn", points=1, kind="behaviour",
-       hint="Build the layers inside the function, so that each call returns a fresh, untrained model.")
+       hint="Each call should give a new, untrained network: layers made once and returned again are shared.")
 def test_simple_cnn_returns_a_new_model_each_call(sub, ref):
     a, b = sub.simple_cnn(), sub.simple_cnn()
     expect(isinstance(a, Handle) and isinstance(b, Handle), "simple_cnn() should return an nn.Module")
@@ -117,7 +132,7 @@ def test_simple_cnn_returns_a_new_model_each_call(sub, ref):
 # -- get_dataloaders ------------------------------------------------------------------------------------
 
 @check(cell="test_get_dataloaders", points=1, kind="shape",
-       hint="The default is batch_size=256.")
+       hint="Look at the default value of batch_size in the signature.")
 def test_get_dataloaders_default_batch_size(sub, ref):
     dls = sub.get_dataloaders()
     expect(type(dls) in (tuple, list) and len(dls) == 2, "get_dataloaders() should return (train_dl, valid_dl)")
@@ -131,7 +146,7 @@ MEANS_SOURCE = f"[x.to(__import__('torch').float32).flatten(1).mean(1) for x, _ 
 
 
 @check(cell="test_get_dataloaders", points=1, kind="numerical",
-       hint="Every validation image, in order, normalised with the training set's mean and std.")
+       hint="Every validation image, in its original order, normalised with the training set's statistics.")
 def test_get_dataloaders_every_validation_image_matches_reference(sub, ref):
     got_dls, want_dls = sub.get_dataloaders(128), ref.get_dataloaders(128)
     expect(type(got_dls) in (tuple, list) and len(got_dls) == 2, "get_dataloaders() should return (train_dl, valid_dl)")
@@ -146,7 +161,7 @@ def test_get_dataloaders_every_validation_image_matches_reference(sub, ref):
 # -- accuracy -------------------------------------------------------------------------------------------
 
 @check(cell="test_accuracy", points=1, kind="numerical",
-       hint="Share of rows whose largest logit is at the target's index.")
+       hint="The share of rows whose largest logit is at the target's index, as a number between 0 and 1.")
 def test_accuracy_matches_reference(sub, ref):
     for n, c in [(1, 10), (10, 10), (64, 10), (7, 3), (1000, 10)]:
         logits = torch.randn(n, c)
@@ -168,8 +183,8 @@ def _fit_both(sub, ref, epochs=2, lr=0.1, opt=None):
 
 
 @check(cell="test_fit", points=2, kind="numerical",
-       hint="Per batch: forward, F.cross_entropy(logits, yb), backward, step, zero_grad (gradients add up "
-            "otherwise); one optimizer for the whole run.")
+       hint="Trained weights that differ from the reference's usually mean a step of section 5 is missing or out "
+            "of order (gradients add up when they are not reset), or an optimiser made more than once.")
 def test_fit_trains_like_the_reference(sub, ref):
     for opt in (None, "torch.optim.Adam"):
         _, (got, want) = _fit_both(sub, ref, opt=opt)
@@ -200,9 +215,8 @@ def _reference_accuracy(ref) -> float:
 
 
 @check(cell="test_model", points=3, kind="accuracy", timeout=120,
-       hint="With the same budget your model should do about as well as the reference: compare your fit with "
-            "the usual loop (train(), zero_grad, eval(), no_grad) and your normalisation with the training "
-            "statistics.")
+       hint="With the same budget your model should do about as well as the reference: the checks of fit and "
+            "get_dataloaders usually show which part differs.")
 def test_model_is_within_3_points_of_the_reference(sub, ref):
     want = _reference_accuracy(ref)
     got = C.trained_model_accuracy(sub, "hidden")
@@ -214,12 +228,74 @@ def test_model_is_within_3_points_of_the_reference(sub, ref):
 @check(cell="test_model", points=1, kind="behaviour",
        hint="`model` should be the simple_cnn() trained by the training cell.")
 def test_model_is_a_small_cnn(sub, ref):
-    expect(sub.has("model"), "there is no variable named `model`: run the training cell")
+    C.expect_trained_model(sub)
     model = sub.eval("model")
     expect(isinstance(model, Handle), f"`model` should be an nn.Module, got {C.show(model)}")
     desc = sub.describe(model)
-    expect(desc["is_module"], f"`model` should be an nn.Module, got a {desc['type']}")
-    linear = [m["type"] for m in C.walk(desc) if any(C.is_type(m, t) for t in C.LINEAR_TYPES)]
+    s = C.structure(sub, model)
+    expect(s["is_module"], f"`model` should be an nn.Module, got a {s['type']}")
+    linear = s["linear"]
     expect(not linear and desc["n_parameters"] <= 60_000,
            f"`model` should be a simple_cnn() (no linear layer, at most 60,000 parameters); it has "
            f"{desc['n_parameters']:,} parameters and linear layers {linear}")
+
+
+# -- max_pool2d ---------------------------------------------------------------------------------------------
+
+@check(cell="test_max_pool2d", points=2, kind="numerical",
+       hint="Compare your output size with the formula of section 9 first; then look at where the largest "
+            "difference is (a border row or column, an overlapping window, one channel).")
+def test_max_pool2d_matches_reference(sub, ref):
+    cases = [((4, 3, 11, 13), (3,), {}), ((2, 5, 8, 8), (2,), {"stride": 2}), ((1, 1, 28, 28), (2,), {}),
+             ((3, 2, 12, 9), (4,), {"stride": 3}), ((2, 2, 7, 7), (3,), {"stride": 1}),
+             ((1, 3, 6, 10), (), {})]
+    for shape, args, kwargs in cases:
+        x = torch.randn(shape) * 3
+        x[..., ::3, ::2] = x.amax() + 1      # ties: several windows share their maximum
+        got = C.call_without_pooling(sub, x, *args, **kwargs)
+        expect_tensor(got, ref.max_pool2d(x, *args, **kwargs), atol=1e-6, rtol=0,
+                      what=fmt_call("max_pool2d", x, *args, **kwargs))
+
+
+@check(cell="test_max_pool2d", points=1, kind="behaviour",
+       hint="Pooling must leave its input as it was: work on new tensors, not in place.")
+def test_max_pool2d_leaves_its_input_unchanged(sub, ref):
+    x = torch.randn(2, 3, 8, 10)
+    try:
+        sub.exec(f"{P}x = {P}v.clone()\n{P}out = max_pool2d({P}x, 2)", **{f"{P}v": x})
+    except StudentError as err:
+        raise StudentError({"type": err.type_name, "mro": err.mro, "message": err.message},
+                           "max_pool2d(x (2, 3, 8, 10), 2)") from None
+    expect_tensor(sub.eval(f"{P}x"), x, atol=0, rtol=0, what="x after max_pool2d(x (2, 3, 8, 10), 2)")
+
+
+# -- pool_cnn -------------------------------------------------------------------------------------------------
+
+@check(cell="test_pool_cnn", points=1, kind="numerical",
+       hint="Given the reference's weights, the network must compute what the docstring lists, layer by layer, "
+            "in training and in evaluation mode.")
+def test_pool_cnn_matches_reference_with_the_same_weights(sub, ref):
+    got_model, want_model = sub.pool_cnn(), ref.pool_cnn()
+    expect(isinstance(got_model, Handle), f"pool_cnn() should return an nn.Module, got {C.show(got_model)}")
+    params = C.parameter_list(sub, got_model)
+    expect(C.by_shape(params) is not None,
+           f"pool_cnn() should hold the parameters {[shape for _, shape in C.POOL_CNN_SHAPES]}, got "
+           f"{[tuple(shape) for shape, _ in params]}")
+    C.load_by_shape(sub, got_model, [t for _, t in C.parameter_list(ref, want_model)])
+    x = torch.randn(5, 1, 28, 28)
+    for training in (True, False):
+        C.set_mode(sub, got_model, training)
+        C.set_mode(ref, want_model, training)
+        expect_tensor(got_model(x), want_model(x), atol=1e-5,
+                      what=f"pool_cnn() on x (5, 1, 28, 28) with the reference's weights, in "
+                           f"{'training' if training else 'eval'} mode")
+
+
+@check(cell="test_pool_cnn", points=1, kind="behaviour",
+       hint="Each call should give a new, untrained network: layers made once and returned again are shared.")
+def test_pool_cnn_returns_a_new_model_each_call(sub, ref):
+    a, b = sub.pool_cnn(), sub.pool_cnn()
+    expect(isinstance(a, Handle) and isinstance(b, Handle), "pool_cnn() should return an nn.Module")
+    ids_a = {p["id"] for p in sub.describe(a)["parameters"]}
+    ids_b = {p["id"] for p in sub.describe(b)["parameters"]}
+    expect(not (ids_a & ids_b), "two calls of pool_cnn() share parameters: build new layers on every call")

@@ -14,7 +14,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from autograder.api import Handle, check, expect, expect_close, expect_equal, expect_tensor, fmt_call
+from autograder.api import (
+    Handle,
+    check,
+    expect,
+    expect_close,
+    expect_equal,
+    expect_raises,
+    expect_tensor,
+    fmt_call,
+)
 
 
 def _common():
@@ -31,28 +40,28 @@ P = C.P
 # -- conv ---------------------------------------------------------------------------------------------
 
 def _conv_layers(sub, *args, **kwargs):
+    """(what, block handle, structure, describe() of each child) of ``conv(*args, **kwargs)``."""
     what = fmt_call("conv", *args, **kwargs)
     block = sub.conv(*args, **kwargs)
     expect(isinstance(block, Handle), f"{what} should return an nn.Sequential, got {C.show(block)}")
-    desc = sub.describe(block)
-    expect(C.is_type(desc, C.SEQUENTIAL), f"{what} should return an nn.Sequential, got a {desc['type']}")
-    return what, block, desc, [child for _, child in desc["children"]]
+    s = C.structure(sub, block)
+    expect(s["is_sequential"], f"{what} should return an nn.Sequential (or a subclass of it), got a {s['type']}")
+    return what, block, s, [child for _, child in sub.describe(block)["children"]]
 
 
-def _first_conv(what, layers):
-    expect(len(layers) >= 1 and C.is_type(layers[0], C.CONV2D),
-           f"{what}: the first layer should be an nn.Conv2d, got "
-           f"{[layer['type'] for layer in layers] or 'an empty Sequential'}")
+def _first_conv(what, s, layers):
+    expect(s["children"][:1] == ["Conv2d"], f"{what}: the first layer should be an nn.Conv2d, got {C.layer_names(s)}")
     return layers[0]["attrs"]
 
 
 @check(cell="test_conv", points=1, kind="shape",
-       hint="nn.Conv2d(ni, nf, kernel_size=ks, stride=stride, padding=ks // 2): pass every argument on.")
+       hint="Each argument of conv has a matching setting of the convolution layer, defaults included: compare "
+            "the setting named in the message with what you passed on (section 2, 'A convolution block').")
 def test_conv_conv2d_channels_kernel_and_stride(sub):
     for args, kwargs in [((1, 8), {}), ((3, 16), {"ks": 5, "stride": 2}), ((6, 4), {"ks": 3, "stride": 1}),
                          ((2, 5), {"ks": 1, "stride": 3, "act": False})]:
-        what, _, _, layers = _conv_layers(sub, *args, **kwargs)
-        attrs = _first_conv(what, layers)
+        what, _, s, layers = _conv_layers(sub, *args, **kwargs)
+        attrs = _first_conv(what, s, layers)
         ks, stride = kwargs.get("ks", 3), kwargs.get("stride", 2)
         for name, want in (("in_channels", args[0]), ("out_channels", args[1]), ("kernel_size", (ks, ks)),
                            ("stride", (stride, stride)), ("bias", True)):
@@ -60,43 +69,45 @@ def test_conv_conv2d_channels_kernel_and_stride(sub):
 
 
 @check(cell="test_conv", points=1, kind="shape",
-       hint="padding=ks // 2 keeps an odd kernel centred on each pixel: 1 for ks=3, 2 for ks=5, 0 for ks=1.")
+       hint="The padding depends on the kernel size: it is what keeps an odd kernel centred on every pixel. "
+            "Reread the size formula in section 2 and work it out for ks = 1, 3, 5 and 7.")
 def test_conv_padding_is_half_the_kernel(sub):
     for ks, stride in [(3, 2), (5, 2), (1, 1), (7, 1)]:
-        what, _, _, layers = _conv_layers(sub, 2, 3, ks=ks, stride=stride)
-        attrs = _first_conv(what, layers)
+        what, _, s, layers = _conv_layers(sub, 2, 3, ks=ks, stride=stride)
+        attrs = _first_conv(what, s, layers)
         expect(attrs.get("padding") == (ks // 2, ks // 2),
                f"{what}: the Conv2d should have padding={ks // 2} (ks // 2), got padding={attrs.get('padding')}")
 
 
 @check(cell="test_conv", points=1, kind="behaviour",
-       hint="Build the list of layers, append nn.ReLU() only `if act`, then nn.Sequential(*layers).")
+       hint="`act` decides whether the block ends with a ReLU: with act=False the block holds the convolution "
+            "alone, with act=True the convolution and then the ReLU.")
 def test_conv_relu_only_when_act(sub):
     for act in (True, False):
-        what, _, _, layers = _conv_layers(sub, 4, 8, act=act)
-        kinds = [layer["type"] for layer in layers]
+        what, _, s, _ = _conv_layers(sub, 4, 8, act=act)
         want = ["Conv2d", "ReLU"] if act else ["Conv2d"]
-        expect(len(layers) == len(want) and C.is_type(layers[0], C.CONV2D)
-               and (not act or C.is_type(layers[1], C.RELU)),
-               f"{what} should hold exactly the layers {want}, got {kinds}")
+        expect(s["children"] == want, f"{what} should hold exactly the layers {want}, got {C.layer_names(s)}")
 
 
 @check(cell="test_conv", points=1, kind="numerical",
-       hint="A stride-2 conv with padding ks//2 maps H to ceil(H / 2); the block is conv then ReLU.")
+       hint="The output is the convolution of the input with the block's own weight and bias, followed by the "
+            "ReLU when act is true; if the shape is off, reread the size formula of section 2.")
 def test_conv_forward_matches_conv2d_and_relu(sub):
     for ni, nf, ks, stride, act, shape in [(3, 5, 3, 2, True, (2, 3, 13, 9)), (2, 4, 5, 1, False, (3, 2, 8, 11))]:
         what, block, _, _ = _conv_layers(sub, ni, nf, ks=ks, stride=stride, act=act)
         x = torch.randn(shape)
-        params = sub.eval(f"{{n: p.detach().clone() for n, p in {P}m.named_parameters()}}", **{f"{P}m": block})
-        expect(len(params) == 2, f"{what} should have 2 parameter tensors (the conv's weight and bias), "
-                                 f"got {len(params)}")
-        weight = next(v for v in params.values() if v.dim() == 4)
-        bias = next(v for v in params.values() if v.dim() == 1)
+        n = sub.eval(f"len(list({P}m.parameters()))", **{f"{P}m": block})
+        convs = C.conv_parameters(sub, block)
+        expect(n == 2 and len(convs) == 1 and convs[0][1] is not None,
+               f"{what} should have 2 parameter tensors (one Conv2d's weight and bias), got {n}")
+        weight, bias = convs[0]
         want = F.conv2d(x, weight, bias, stride=stride, padding=ks // 2)
         if act:
             want = F.relu(want)
-        got = block(x)
-        expect_tensor(got, want, what=f"{what} applied to x {tuple(shape)}", atol=1e-5)
+        for training in (True, False):
+            C.set_mode(sub, block, training)
+            expect_tensor(block(x), want, atol=1e-5,
+                          what=f"{what} applied to x {tuple(shape)} in {'training' if training else 'eval'} mode")
 
 
 # -- simple_cnn -----------------------------------------------------------------------------------------
@@ -105,13 +116,13 @@ def _model(sub):
     model = sub.simple_cnn()
     expect(isinstance(model, Handle), f"simple_cnn() should return an nn.Module, got {C.show(model)}")
     desc = sub.describe(model)
-    expect(desc["is_module"], f"simple_cnn() should return an nn.Module, got a {desc['type']}")
+    expect(C.structure(sub, model)["is_module"], f"simple_cnn() should return an nn.Module, got a {desc['type']}")
     return model, desc
 
 
 @check(cell="test_simple_cnn", points=2, kind="shape",
-       hint="Stride-2 convs take 28 -> 14 -> 7 -> 4 -> 2 -> 1; the last conv has 10 output channels "
-            "(one per class), then nn.Flatten() turns (N, 10, 1, 1) into (N, 10).")
+       hint="Follow the grid size block by block (the table of section 3): how many stride-2 blocks does it take "
+            "to reach 1x1, how many channels must the last one give, and what turns (N, C, 1, 1) into (N, C)?")
 def test_simple_cnn_maps_images_to_ten_logits(sub):
     model, _ = _model(sub)
     for n in (1, 5):
@@ -125,7 +136,8 @@ def test_simple_cnn_maps_images_to_ten_logits(sub):
 
 
 @check(cell="test_simple_cnn", points=1, kind="shape",
-       hint="Count with sum(p.numel() for p in model.parameters()); fastbook's stack has about 30,000.")
+       hint="Compare your channel counts with the table of section 3 (about 30,000 parameters in all); the "
+            "demo after the test cell prints the parameters of every layer.")
 def test_simple_cnn_has_at_most_60000_parameters(sub):
     _, desc = _model(sub)
     n = desc["n_parameters"]
@@ -133,15 +145,17 @@ def test_simple_cnn_has_at_most_60000_parameters(sub):
 
 
 @check(cell="test_simple_cnn", points=1, kind="behaviour",
-       hint="This model is all convolutions: the last conv (10 channels on a 1x1 grid) does the classifying.")
+       hint="This network is convolutions only: the last convolution, with one channel per class on a 1x1 grid, "
+            "already does the classifying (section 3).")
 def test_simple_cnn_has_no_linear_layer(sub):
-    _, desc = _model(sub)
-    found = [m["type"] for m in C.walk(desc) if any(C.is_type(m, t) for t in C.LINEAR_TYPES)]
+    model, _ = _model(sub)
+    found = C.structure(sub, model)["linear"]
     expect(not found, f"simple_cnn() should contain no linear layer, found {found}")
 
 
 @check(cell="test_simple_cnn", points=1, kind="behaviour",
-       hint="Call conv(..., act=False) for the last block: cross-entropy needs raw scores that can be negative.")
+       hint="Logits must be free to be negative, so nothing may clip the last block's output: which of its "
+            "layers would do that? (section 2, the `act` switch)")
 def test_simple_cnn_logits_can_be_negative(sub):
     model, _ = _model(sub)
     out = model(torch.randn(16, 1, 28, 28))
@@ -167,7 +181,8 @@ def _first_batch(sub, dl, what):
 
 
 @check(cell="test_get_dataloaders", points=1, kind="shape",
-       hint="Images (B, 1, 28, 28) float32 and labels (B,) int64; add the channel axis with unsqueeze(1).")
+       hint="A batch of images has a channel axis, even for grey images: (B, 1, 28, 28) float32, with labels (B,) "
+            "int64; compare with the shape in the message.")
 def test_get_dataloaders_batch_shapes(sub):
     train_dl, valid_dl = _loaders(sub, 64)
     for dl, name, exact in ((train_dl, "the training loader", True), (valid_dl, "the validation loader", False)):
@@ -184,8 +199,8 @@ def test_get_dataloaders_batch_shapes(sub):
 
 
 @check(cell="test_get_dataloaders", points=2, kind="numerical",
-       hint="Scale pixels to [0, 1], then subtract the TRAINING set's mean (about 0.286) and divide by its "
-            "standard deviation (about 0.353); use the same two numbers for both sets.")
+       hint="Two numbers normalise every image of both sets: the mean and standard deviation of all the TRAINING "
+            "pixels after scaling to [0, 1] (about 0.286 and 0.353). The message says which numbers yours look like.")
 def test_get_dataloaders_normalised_with_training_statistics(sub):
     _, valid_dl = _loaders(sub, 64)
     b = 64
@@ -204,7 +219,7 @@ def test_get_dataloaders_normalised_with_training_statistics(sub):
         c = got.mean() - a * raw.mean()
         residual = float((got - (a * raw + c)).abs().max())
         if residual > 0.01:
-            guess = "they are not one fixed (pixel / 255 - mean) / std of the test images, in order"
+            guess = "they are not the test images, in order, normalised with one fixed mean and standard deviation"
         else:
             m, s = round(float(-c / a), 4) + 0.0, round(float(1 / a), 4) + 0.0
             guess = f"they look like (pixel / 255 - {m:.4f}) / {s:.4f}"
@@ -213,7 +228,7 @@ def test_get_dataloaders_normalised_with_training_statistics(sub):
 
 
 @check(cell="test_get_dataloaders", points=1, kind="numerical",
-       hint="Normalise the training images as well, with the same mean and std.")
+       hint="The training images need the same normalisation as the validation images.")
 def test_get_dataloaders_training_images_have_mean_0_std_1(sub):
     train_dl, _ = _loaders(sub, 500)
     xs = sub.eval(f"[b[0] for b, _ in zip({P}dl, range(16))]", **{f"{P}dl": train_dl})
@@ -226,7 +241,8 @@ def test_get_dataloaders_training_images_have_mean_0_std_1(sub):
 
 
 @check(cell="test_get_dataloaders", points=1, kind="behaviour",
-       hint="DataLoader(train_ds, batch_size, shuffle=True): a new order every epoch; all 60,000 images.")
+       hint="The training loader should serve all 60,000 training images in a new random order every epoch "
+            "(section 1, 'Data loaders').")
 def test_get_dataloaders_training_set_is_shuffled(sub):
     train_dl, _ = _loaders(sub, 64)
     n = sub.eval(f"len({P}dl.dataset)", **{f"{P}dl": train_dl})
@@ -238,7 +254,7 @@ def test_get_dataloaders_training_set_is_shuffled(sub):
 
 
 @check(cell="test_get_dataloaders", points=1, kind="behaviour",
-       hint="The validation loader is the official test split (train=False), in its original order (shuffle=False).")
+       hint="The validation set is the official test split of 10,000 images, served in its original order.")
 def test_get_dataloaders_validation_is_the_test_split_in_order(sub):
     _, valid_dl = _loaders(sub, 256)
     labels = sub.eval(f"[y for _, y in {P}dl]", **{f"{P}dl": valid_dl})
@@ -256,7 +272,8 @@ def test_get_dataloaders_validation_is_the_test_split_in_order(sub):
 # -- accuracy ---------------------------------------------------------------------------------------------
 
 @check(cell="test_accuracy", points=1, kind="numerical",
-       hint="The prediction for each row is the index of its largest logit: argmax over dim=1.")
+       hint="Each row of logits is one image; its prediction is the class with the largest score in that row "
+            "(section 4). Work the example in the message out by hand.")
 def test_accuracy_small_example(sub):
     logits = torch.tensor([[2.0, 0.5, -1.0],
                            [0.1, 0.3, 0.2],
@@ -269,16 +286,19 @@ def test_accuracy_small_example(sub):
 
 
 @check(cell="test_accuracy", points=1, kind="behaviour",
-       hint="Turn the 0-d tensor into a number with .item() (or float(...)).")
+       hint="The docstring asks for a plain Python number, not a 0-d tensor: fit adds these numbers up and "
+            "stores them in its history.")
 def test_accuracy_returns_a_python_float(sub):
     logits, targets = torch.randn(6, 4), torch.randint(0, 4, (6,))
     got = sub.accuracy(logits, targets)
-    expect(type(got) is float, f"{fmt_call('accuracy', logits, targets)} should return a Python float, got "
-                               f"{C.show(got)}")
+    # NumPy floating scalars arrive as Python floats; a Python int (0 or 1) is a number too.
+    expect(type(got) in (float, int) and not isinstance(got, bool),
+           f"{fmt_call('accuracy', logits, targets)} should return a Python float, got {C.show(got)}")
 
 
 @check(cell="test_accuracy", points=1, kind="numerical",
-       hint="accuracy = (logits.argmax(dim=1) == targets).float().mean(); softmax does not change the argmax.")
+       hint="Accuracy is the share of rows whose largest logit sits at the target's index; count over the class "
+            "axis, not the batch axis (section 4 names the classic bug).")
 def test_accuracy_matches_argmax_on_random_logits(sub):
     for n, c in [(37, 10), (10, 10), (1, 5), (300, 2)]:
         logits = torch.randn(n, c) * 3
@@ -292,7 +312,8 @@ def test_accuracy_matches_argmax_on_random_logits(sub):
 # -- fit ----------------------------------------------------------------------------------------------------
 
 @check(cell="test_fit", points=1, kind="behaviour",
-       hint='Append {"epoch": epoch, "train_loss": ..., "valid_loss": ..., "valid_acc": ...} once per epoch.')
+       hint="fit returns a list with one dict per epoch, with the four keys of the docstring (an empty list for "
+            "0 epochs).")
 def test_fit_returns_one_dict_per_epoch(sub):
     C.setup_spy(sub, C.spy_state(), C.spy_data(), batch_size=8)
     rows = C.history_rows(C.run_fit(sub, 3, 0.1), 3)
@@ -320,18 +341,19 @@ def _spy_calls(sub, epochs=2):
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
-       hint="Call model.train() at the start of every epoch (evaluation switched it to eval mode).")
+       hint="Evaluation switches the model to eval mode; every epoch's training must start in training mode "
+            "again (section 5, the two switches).")
 def test_fit_trains_in_training_mode_with_gradients(sub):
     train, _ = _spy_calls(sub)
     bad_mode = sum(not r[1] for r in train)
     no_grad = sum(not r[2] for r in train)
-    expect(bad_mode == 0, f"{bad_mode} of {len(train)} training batches ran in eval mode: call model.train() "
-                          "before each epoch's training loop")
+    expect(bad_mode == 0, f"{bad_mode} of {len(train)} training batches ran in eval mode: switch the model to "
+                          "training mode before each epoch's training loop")
     expect(no_grad == 0, f"{no_grad} of {len(train)} training batches ran without gradients")
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
-       hint="Call model.eval() before the validation loop.")
+       hint="Validation should see the model in evaluation mode (section 5, the two switches).")
 def test_fit_evaluates_in_eval_mode(sub):
     _, valid = _spy_calls(sub)
     bad = sum(r[1] for r in valid)
@@ -340,21 +362,22 @@ def test_fit_evaluates_in_eval_mode(sub):
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
-       hint="Wrap the validation loop in `with torch.no_grad():`.")
+       hint="Nothing is differentiated during validation, so autograd should not record it (section 5).")
 def test_fit_evaluates_without_gradients(sub):
     _, valid = _spy_calls(sub)
     bad = sum(r[2] for r in valid)
-    expect(bad == 0, f"{bad} of {len(valid)} validation batches ran with gradients enabled: validate inside "
-                     "`with torch.no_grad():`")
+    expect(bad == 0, f"{bad} of {len(valid)} validation batches ran with gradients enabled: switch autograd off "
+                     "for the validation pass (torch.no_grad())")
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
-       hint="Make the optimizer with opt_func(model.parameters(), lr=lr) and call its step() once per batch.")
+       hint="fit's optimiser is made by opt_func, from the model's parameters and the learning rate lr, once per "
+            "call; it steps once per training batch.")
 def test_fit_uses_opt_func_with_lr(sub):
     C.setup_spy(sub, C.spy_state(), C.spy_data(n_train=24, n_valid=12), batch_size=6)
     C.run_fit(sub, 2, 0.125, opt=f"{P}SpyOpt")
     made = sub.eval(f"[dict(i) for i in {P}SpyOpt.made]")
-    expect(len(made) >= 1, "fit did not create its optimizer with opt_func(model.parameters(), lr=lr)")
+    expect(len(made) >= 1, "fit did not create its optimizer with the opt_func it was given")
     steps = sum(int(i["steps"]) for i in made)
     expect(all(i["lr"] == 0.125 for i in made), f"opt_func should get lr=0.125, got {[i['lr'] for i in made]}")
     expect(all(i["n_params"] == 12 for i in made),
@@ -364,8 +387,8 @@ def test_fit_uses_opt_func_with_lr(sub):
 
 
 @check(cell="test_fit", points=1, kind="numerical",
-       hint="train_loss: the mean of the batch losses over the epoch; valid_loss: the mean cross-entropy over "
-            "all validation images; valid_acc: accuracy() over all validation images.")
+       hint="With lr=0 nothing changes, so each number is fixed: train_loss averages the epoch's batch losses, "
+            "valid_loss and valid_acc cover every validation image (a smaller last batch counts less).")
 def test_fit_reports_the_losses_of_a_frozen_model(sub):
     state, data = C.spy_state(), C.spy_data(n_train=24, n_valid=12)
     C.setup_spy(sub, state, data, batch_size=6)
@@ -384,7 +407,8 @@ def test_fit_reports_the_losses_of_a_frozen_model(sub):
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
-       hint="Per batch: loss = F.cross_entropy(model(xb), yb); loss.backward(); opt.step(); opt.zero_grad().")
+       hint="Each batch needs the five steps of section 5, in order; a missing or misplaced step shows as a "
+            "loss that does not fall.")
 def test_fit_learns_an_easy_problem(sub):
     data = C.spy_data(n_train=60, n_valid=30, separable=True)
     C.setup_spy(sub, C.spy_state(), data, batch_size=10)
@@ -400,9 +424,106 @@ def test_fit_learns_an_easy_problem(sub):
 # -- the trained model ---------------------------------------------------------------------------------------
 
 @check(cell="test_model", points=3, kind="accuracy", timeout=120,
-       hint="Run the training cell after your functions pass their checks. If the model is far below 0.85, "
-            "check fit (zero_grad, train/eval) and that get_dataloaders normalises with the training statistics.")
+       hint="Run the training cell after your functions pass their checks. Far below 85%: look at the checks of "
+            "fit and get_dataloaders first (one step of the loop or the normalisation is usually off).")
 def test_model_reaches_85_percent_on_heldout_images(sub):
     acc = C.trained_model_accuracy(sub, "public")
     expect(acc >= 0.85, f"the trained `model` classifies {acc:.1%} of {C.PUBLIC_HELDOUT:,} held-out test images "
                         "correctly; it should reach at least 85%")
+
+
+# -- max_pool2d ---------------------------------------------------------------------------------------------
+
+@check(cell="test_max_pool2d", points=1, kind="numerical",
+       hint="Each output value is the largest of one window; with the default stride the windows do not overlap. "
+            "Work the 4x4 example in the message out by hand (section 9).")
+def test_max_pool2d_small_example(sub):
+    x = torch.tensor([[[[1., 3., -2., 0.],
+                        [4., 2., 5., -1.],
+                        [-3., 0., 1., 1.],
+                        [2., -5., 0., 2.]]]])
+    want = torch.tensor([[[[4., 5.], [2., 2.]]]])
+    expect_tensor(C.call_without_pooling(sub, x, 2), want, what="max_pool2d(x (1, 1, 4, 4) shown below, 2)",
+                  show_values=True)
+
+
+@check(cell="test_max_pool2d", points=2, kind="numerical",
+       hint="Pooling works on every image and every channel separately; leftover rows and columns that do not "
+            "fill a whole window are dropped, as the size formula says.")
+def test_max_pool2d_matches_built_in_pooling(sub):
+    for shape, k in [((2, 3, 8, 6), 2), ((3, 2, 7, 9), 2), ((1, 4, 9, 12), 3), ((2, 1, 5, 5), 5), ((1, 2, 6, 4), 1)]:
+        x = torch.randn(shape)
+        expect_tensor(C.call_without_pooling(sub, x, k), C.oracle_pool(x, k),
+                      what=f"max_pool2d(x {shape}, {k}) against F.max_pool2d", atol=1e-6, rtol=0)
+
+
+@check(cell="test_max_pool2d", points=1, kind="numerical",
+       hint="A stride smaller than the kernel makes the windows overlap; the window then moves by `stride` "
+            "pixels, not by kernel_size. Check the output size against the formula first.")
+def test_max_pool2d_with_a_stride(sub):
+    for shape, k, s in [((2, 2, 9, 7), 3, 2), ((1, 3, 6, 8), 2, 1), ((2, 1, 10, 11), 2, 3)]:
+        x = torch.randn(shape)
+        expect_tensor(C.call_without_pooling(sub, x, k, stride=s), C.oracle_pool(x, k, s),
+                      what=f"max_pool2d(x {shape}, {k}, stride={s}) against F.max_pool2d", atol=1e-6, rtol=0)
+
+
+@check(cell="test_max_pool2d", points=1, kind="error",
+       hint="Before computing anything, compare the window with the image's height and width.")
+def test_max_pool2d_rejects_a_window_larger_than_the_image(sub):
+    for shape, k in [((1, 1, 4, 6), 5), ((2, 3, 7, 3), 4)]:
+        x = torch.randn(shape)
+        expect_raises(lambda x=x, k=k: C.call_without_pooling(sub, x, k), "ValueError",
+                      what=f"max_pool2d(x {shape}, {k})")
+
+
+# -- pool_cnn -------------------------------------------------------------------------------------------------
+
+def _pool_model(sub):
+    model = sub.pool_cnn()
+    expect(isinstance(model, Handle), f"pool_cnn() should return an nn.Module, got {C.show(model)}")
+    s = C.structure(sub, model)
+    expect(s["is_module"], f"pool_cnn() should return an nn.Module, got a {s['type']}")
+    return model
+
+
+def _pool_weights(sub, model) -> dict:
+    params = C.parameter_list(sub, model)
+    w = C.by_shape(params)
+    n = sum(int(t.numel()) for _, t in params)
+    expect(w is not None,
+           f"pool_cnn() should hold exactly the parameters of the two convolutions and the linear layer of the "
+           f"docstring, shapes {[shape for _, shape in C.POOL_CNN_SHAPES]} ({C.POOL_CNN_N_PARAMETERS:,} numbers); "
+           f"it has {[tuple(shape) for shape, _ in params]} ({n:,} numbers)")
+    return w
+
+
+@check(cell="test_pool_cnn", points=1, kind="shape",
+       hint="Follow the grid through the network: two 2x2 poolings take 28x28 to 7x7, and the linear layer "
+            "expects the 8 channels of that grid flattened.")
+def test_pool_cnn_maps_images_to_ten_logits(sub):
+    model = _pool_model(sub)
+    for n in (1, 4):
+        out = model(torch.randn(n, 1, 28, 28))
+        expect(type(out) is torch.Tensor and tuple(out.shape) == (n, 10) and out.dtype == torch.float32,
+               f"pool_cnn()(x ({n}, 1, 28, 28)) should return float32 logits ({n}, 10), got {C.show(out)}")
+
+
+@check(cell="test_pool_cnn", points=1, kind="shape",
+       hint="Pooling layers have no parameters; only the two convolutions and the linear layer do "
+            "(count them with the table in section 9).")
+def test_pool_cnn_has_the_parameters_of_the_spec(sub):
+    _pool_weights(sub, _pool_model(sub))
+
+
+@check(cell="test_pool_cnn", points=2, kind="numerical",
+       hint="The order matters: convolution, ReLU, pooling, twice, then flatten and the linear layer; each "
+            "convolution pads so that it keeps the grid size.")
+def test_pool_cnn_computes_conv_relu_pool_twice_then_linear(sub):
+    model = _pool_model(sub)
+    w = _pool_weights(sub, model)
+    x = torch.randn(3, 1, 28, 28)
+    for training in (True, False):
+        C.set_mode(sub, model, training)
+        expect_tensor(model(x), C.pool_cnn_oracle(x, w), atol=1e-5,
+                      what=f"pool_cnn() in {'training' if training else 'eval'} mode on x (3, 1, 28, 28), against "
+                           "the docstring's layers computed with its own weights")

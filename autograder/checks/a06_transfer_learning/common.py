@@ -262,3 +262,150 @@ def reference_probe_accuracy(ref, data: dict) -> float:
         return accuracy_of(ref, head, data["held_out_features"], data["held_out_labels"])
 
     return ref.memo(key, compute)
+
+
+# ---------------------------------------------------------------------------------------------- what a module is
+STRUCTURE_SRC = """
+def grader_structure(m):
+    import torch as grader_t
+    import torchvision as grader_tv
+    nn = grader_t.nn
+    known = (("AlexNet", grader_tv.models.AlexNet), ("Sequential", nn.Sequential), ("Linear", nn.Linear),
+             ("ReLU", nn.ReLU), ("Dropout", nn.Dropout), ("Conv2d", nn.Conv2d))
+
+    def kind(x):
+        for name, cls in known:
+            if isinstance(x, cls):
+                return name
+        return type(x).__name__ if isinstance(x, nn.Module) else "not a module"
+
+    classifier = getattr(m, "classifier", None)
+    return {"kind": kind(m), "type": type(m).__name__, "is_module": isinstance(m, nn.Module),
+            "classifier": [kind(c) for c in classifier.children()] if isinstance(classifier, nn.Module) else None}
+"""
+
+
+def structure(ns, handle) -> dict:
+    """What ``handle`` is, asked with ``isinstance`` where it lives (subclasses count): ``kind`` ("AlexNet",
+    "Linear", ...), ``type`` (its class name) and the kinds of the children of its ``.classifier``."""
+    ns.exec(STRUCTURE_SRC)
+    return ns.eval("grader_structure(grader_m)", grader_m=handle)
+
+
+# ---------------------------------------------------------------------------------------------- penultimate features
+TINY_ALEX_SRC = """
+import torch as grader_torch
+
+
+class GraderTinyAlexNet(grader_torch.nn.Module):
+    '''AlexNet's layout in miniature: features (with BatchNorm), an average pool, a 7-layer classifier.'''
+
+    def __init__(self):
+        super().__init__()
+        nn = grader_torch.nn
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.5),
+                                        nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 5))
+
+    def forward(self, x):
+        return self.classifier(grader_torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+grader_torch.manual_seed(4321)
+grader_tiny_alex = GraderTinyAlexNet()
+with grader_torch.no_grad():
+    grader_tiny_alex.features[1].running_mean.uniform_(-0.5, 0.5)
+    grader_tiny_alex.features[1].running_var.uniform_(0.5, 2.0)
+    grader_tiny_alex.classifier[1].bias.uniform_(0.0, 0.5)     # most units of the first hidden layer alive
+    grader_tiny_alex.classifier[4].bias.uniform_(-0.3, 0.3)    # the last ReLU sets some of its inputs to 0
+grader_tiny_alex.train()
+"""
+TINY_ALEX_INPUT = (3, 15, 19)   # features give (4, 3, 4): the average pool matters, (4, 2, 2) -> 16 numbers
+TINY_ALEX_PENULTIMATE = 12
+
+
+def tiny_alexnet(ns):
+    """A handle to the small AlexNet-shaped net (BatchNorm in features, dropout in the classifier), in training mode."""
+    ns.exec(TINY_ALEX_SRC)
+    return ns.eval("grader_tiny_alex")
+
+
+def tiny_alexnet_here():
+    scope: dict = {}
+    exec(TINY_ALEX_SRC, scope)  # noqa: S102 - the grader's own code
+    return scope["grader_tiny_alex"]
+
+
+def penultimate_oracle(model, x: torch.Tensor) -> torch.Tensor:
+    """What classifier[6] sees: classifier[:6] of the flattened, average-pooled features, in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        return model.classifier[:6](torch.flatten(model.avgpool(model.features(x)), 1))
+
+
+# ---------------------------------------------------------------------------------------------- the fine-tuned model
+#: The notebook's whole model: its locked cell builds `finetuned` with train_new_head() (a frozen AlexNet whose new
+#: classifier[6] was trained on penultimate features). The grader evaluates it on test images it prepares itself.
+FINETUNED = "finetuned"
+FINETUNED_PUBLIC = (6400, 200)    # (first index, count) in Fashion-MNIST's test split
+FINETUNED_HIDDEN = (6600, 400)
+FINETUNED_MARGIN = 0.05           # the student's accuracy may be at most this much below the reference's
+FINETUNED_FLOOR = 0.5             # public: far above chance (0.1), with either kind of weights
+
+
+def fmnist_inputs(first: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test-split images prepared by the grader: grey to 3 channels, 224 x 224 (bilinear, antialiased), ImageNet
+    statistics; and their labels."""
+    import torchvision
+
+    from data_scripts.paths import data_dir
+
+    ds = torchvision.datasets.FashionMNIST(data_dir(), train=False, download=False)
+    x = ds.data[first:first + count, None].float().div(255).expand(-1, 3, -1, -1)
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+    return normalise(x), ds.targets[first:first + count].clone()
+
+
+PREDICT_SRC = """
+def grader_predict(model, x, batch_size=50):
+    import torch as grader_t
+    model.eval()
+    with grader_t.no_grad():
+        return grader_t.cat([model(x[i:i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)])
+"""
+
+
+def whole_model_accuracy(ns, model_expr: str, x: torch.Tensor, labels: torch.Tensor, timeout: float = 300) -> float:
+    """Accuracy of the namespace's model ``model_expr`` on prepared images, in eval mode without gradients."""
+    from autograder.api import CheckFailure
+
+    ns.exec(PREDICT_SRC)
+    pred = ns.eval(f"grader_predict({model_expr}, grader_x)", grader_x=x, timeout=timeout)
+    if type(pred) is not torch.Tensor or tuple(pred.shape) != tuple(labels.shape):
+        raise CheckFailure(f"`{model_expr}` should map images ({len(x)}, 3, 224, 224) to (N, 10) scores")
+    return float((pred == labels).float().mean())
+
+
+def expect_finetuned(sub):
+    """The notebook's `finetuned` model; when it is missing, rerun its recipe to say why (a stub says so)."""
+    from autograder.api import CheckFailure
+
+    if not sub.has(FINETUNED):
+        if sub.has("train_new_head") and not sub.has("grader_rebuilt"):
+            sub.exec("grader_rebuilt = train_new_head()", timeout=600)   # a stub raises NotImplementedError here
+        raise CheckFailure(f"there is no variable named `{FINETUNED}`: run the cell that trains the new head, which "
+                           f"keeps the whole model in `{FINETUNED}`")
+    return expect_module(sub.eval(FINETUNED), f"`{FINETUNED}`")
+
+
+def reference_finetuned_accuracy(ref) -> float:
+    """The reference's train_new_head() model on the hidden test images (cached per weights and notebook)."""
+    key = f"finetuned_accuracy_{weights_fingerprint(ref)}_{FINETUNED_HIDDEN[0]}_{FINETUNED_HIDDEN[1]}"
+
+    def compute():
+        ref.exec("grader_ref_finetuned = train_new_head()")
+        x, y = fmnist_inputs(*FINETUNED_HIDDEN)
+        return whole_model_accuracy(ref, "grader_ref_finetuned", x, y)
+
+    return float(ref.memo(key, compute))

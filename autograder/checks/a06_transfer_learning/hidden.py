@@ -5,30 +5,40 @@ import torch
 
 from autograder.api import Handle, check, describe_value, expect, expect_equal, expect_raises, expect_tensor
 from autograder.checks.a06_transfer_learning.common import (
+    FINETUNED,
+    FINETUNED_HIDDEN,
+    FINETUNED_MARGIN,
     IMAGENET_FLOOR,
     PROBE_EPOCHS,
     PROBE_LR,
     PROBE_MARGIN,
     SUMS_EXPR,
+    TINY_ALEX_INPUT,
     TINY_INPUT,
     accuracy_of,
     alexnet,
     blobs,
+    expect_finetuned,
+    fmnist_inputs,
     fresh_alexnet,
     photo,
     photo_batch,
     probe_data,
+    reference_finetuned_accuracy,
     reference_probe_accuracy,
+    tiny_alexnet,
     tiny_net,
     trainable_names,
     weights_used,
+    whole_model_accuracy,
 )
 from data_scripts.alexnet_standin import weights_origin
 
 
 # ---------------------------------------------------------------------------------------------- load_alexnet
 @check(cell="test_load_alexnet", points=1, kind="behaviour",
-       hint="Build the model inside the function on every call; do not keep one global model and return it again.")
+       hint="Each call should build a new network: one model kept and returned again is shared by everyone who "
+            "loads it.")
 def test_load_alexnet_returns_a_new_model_each_call(sub, ref):
     same = sub.eval("load_alexnet() is load_alexnet()")
     expect(same is False, "load_alexnet() returned the same model object twice: later changes to one model "
@@ -36,7 +46,8 @@ def test_load_alexnet_returns_a_new_model_each_call(sub, ref):
 
 
 # ---------------------------------------------------------------------------------------------- to_nchw
-@check(cell="test_to_nchw", points=1, kind="numerical", hint="permute, unsqueeze(0), float32, / 255.")
+@check(cell="test_to_nchw", points=1, kind="numerical",
+       hint="Compare the message's position with the layout of section 2: channels first, a batch of one, 0..1.")
 def test_to_nchw_matches_reference(sub, ref):
     img = torch.randint(0, 256, (4, 9, 3), dtype=torch.uint8)
     expect_tensor(sub.to_nchw(img), ref.to_nchw(img), what="to_nchw(a (4, 9, 3) uint8 tensor)")
@@ -45,7 +56,7 @@ def test_to_nchw_matches_reference(sub, ref):
 
 
 @check(cell="test_to_nchw", points=1, kind="error",
-       hint="Check the dtype: only uint8 images hold values 0..255 that need dividing by 255.")
+       hint="Only uint8 images hold values 0..255 that need scaling; the docstring says what to do with others.")
 def test_to_nchw_rejects_float_images(sub, ref):
     img = np.random.rand(6, 5, 3).astype(np.float32)
     expect_raises(lambda: sub.to_nchw(img), "TypeError", what="to_nchw(a (6, 5, 3) float32 image in [0, 1])")
@@ -53,7 +64,8 @@ def test_to_nchw_rejects_float_images(sub, ref):
 
 # ---------------------------------------------------------------------------------------------- preprocess
 @check(cell="test_preprocess", points=2, kind="numerical",
-       hint="Resize with F.interpolate(x, size=(224, 224), mode='bilinear', align_corners=False, antialias=True).")
+       hint="The resizing is part of the contract: the whole image squashed to 224 x 224, bilinear and "
+            "antialiased, corners not aligned (the docstring and section 3).")
 def test_preprocess_matches_reference(sub, ref):
     for shape in [(3, 1, 28, 28), (2, 3, 40, 30)]:
         x = torch.rand(shape)
@@ -62,7 +74,8 @@ def test_preprocess_matches_reference(sub, ref):
 
 # ---------------------------------------------------------------------------------------------- extract_features
 @check(cell="test_extract_features", points=2, kind="numerical",
-       hint="model.eval(); under torch.no_grad(), model.features on each batch, flatten(start_dim=1), torch.cat.")
+       hint="Same weights, same images: the difference is in the mode, the flattening or the batching "
+            "(section 5's three details).")
 def test_extract_features_matches_reference_on_alexnet(sub, ref):
     x = photo_batch(2)           # the sample photograph and two noise images, (3, 3, 224, 224)
     got = sub.extract_features(alexnet(sub), x, batch_size=2)
@@ -72,7 +85,7 @@ def test_extract_features_matches_reference_on_alexnet(sub, ref):
 
 
 @check(cell="test_extract_features", points=1, kind="behaviour",
-       hint="Loop over x[start:start + batch_size]; never run more than batch_size images at once.")
+       hint="The network may never see more than batch_size images at once, and must see each image once.")
 def test_extract_features_works_in_batches(sub, ref):
     model = tiny_net(sub)
     sub.exec("grader_sizes = []\n"
@@ -93,7 +106,7 @@ def test_extract_features_works_in_batches(sub, ref):
 
 # ---------------------------------------------------------------------------------------------- freeze_features
 @check(cell="test_freeze_features", points=1, kind="behaviour",
-       hint="Loop over model.parameters(): do not rely on AlexNet's layer indices.")
+       hint="freeze_features should work for any network, not only for AlexNet's layer indices.")
 def test_freeze_features_works_for_any_model(sub, ref):
     model = tiny_net(sub)
     sub.exec("grader_tiny.requires_grad_(True)")
@@ -103,7 +116,7 @@ def test_freeze_features_works_for_any_model(sub, ref):
 
 
 @check(cell="test_freeze_features", points=1, kind="behaviour",
-       hint="Only change requires_grad: no re-initialising, no .train()/.eval(), no copies.")
+       hint="Freezing changes requires_grad only: the values and the train/eval mode stay as they were.")
 def test_freeze_features_keeps_values_and_mode(sub, ref):
     with fresh_alexnet(sub) as model:
         probe = SUMS_EXPR
@@ -119,7 +132,7 @@ def test_freeze_features_keeps_values_and_mode(sub, ref):
 
 # ---------------------------------------------------------------------------------------------- replace_classifier
 @check(cell="test_replace_classifier", points=1, kind="behaviour",
-       hint="Assign model.classifier[6] only; every other layer keeps its weights.")
+       hint="Only the last layer of the classifier is new; every other layer keeps its weights.")
 def test_replace_classifier_keeps_the_other_layers(sub, ref):
     with fresh_alexnet(sub) as model:
         probe = SUMS_EXPR
@@ -133,7 +146,7 @@ def test_replace_classifier_keeps_the_other_layers(sub, ref):
 
 
 @check(cell="test_replace_classifier", points=1, kind="shape",
-       hint="Use num_classes for out_features and return the model you were given.")
+       hint="The number of classes is an argument; and the docstring asks for the same model object back.")
 def test_replace_classifier_other_class_counts(sub, ref):
     for n in (2, 37):
         with fresh_alexnet(sub) as model:
@@ -146,7 +159,8 @@ def test_replace_classifier_other_class_counts(sub, ref):
 
 # ---------------------------------------------------------------------------------------------- train_head
 @check(cell="test_train_head", points=3, kind="accuracy", timeout=600,
-       hint="Adam on mini-batches of 64, shuffled every epoch, cross-entropy, zero_grad before every backward.")
+       hint="Compare your loop with the docstring: the optimiser, the mini-batch size, the shuffling every epoch "
+            "and the moment the gradients are reset.")
 def test_train_head_accuracy_on_alexnet_features(sub, ref):
     data = probe_data(ref)            # Fashion-MNIST features computed once with the reference, cached
     ref_acc = reference_probe_accuracy(ref, data)
@@ -166,7 +180,7 @@ def test_train_head_accuracy_on_alexnet_features(sub, ref):
 
 
 @check(cell="test_train_head", points=1, kind="shape",
-       hint="out_features is num_classes, even when some classes have no examples in labels.")
+       hint="The number of classes is an argument: some classes may have no examples in labels.")
 def test_train_head_uses_num_classes(sub, ref):
     feats, labels = blobs(90, 12, 3)
     head = sub.call("train_head", feats, labels, 5, 1, 1e-2, timeout=60)
@@ -174,3 +188,55 @@ def test_train_head_uses_num_classes(sub, ref):
     attrs = head.describe()["attrs"]
     expect_equal((attrs.get("in_features"), attrs.get("out_features")), (12, 5),
                  what="train_head(features (90, 12), labels in 0..2, num_classes=5, ...): (in_features, out_features)")
+
+
+# ---------------------------------------------------------------------------------------------- penultimate_features
+@check(cell="test_penultimate_features", points=2, kind="numerical",
+       hint="Same weights, same images: the difference is in the mode, in a step of the forward pass before "
+            "classifier[6] (the average pool, a ReLU, a dropout) or in the batching.")
+def test_penultimate_features_matches_reference_on_alexnet(sub, ref):
+    x = photo_batch(2)           # the sample photograph and two noise images, (3, 3, 224, 224)
+    models = []
+    for ns in (sub, ref):        # handed over in training mode: the classifier's dropout is on until eval()
+        models.append(alexnet(ns))
+        ns.exec("grader_alexnet.train()")
+    got = sub.penultimate_features(models[0], x, batch_size=2)
+    expected = ref.penultimate_features(models[1], x, batch_size=2)
+    expect_tensor(got, expected, atol=1e-3, rtol=1e-3,
+                  what=f"penultimate_features(AlexNet in training mode, photo and noise (3, 3, 224, 224), "
+                       f"batch_size=2) [{weights_used()}]")
+
+
+@check(cell="test_penultimate_features", points=1, kind="behaviour",
+       hint="The network may never see more than batch_size images at once, and must see each image once.")
+def test_penultimate_features_works_in_batches(sub, ref):
+    model = tiny_alexnet(sub)
+    sub.exec("grader_sizes = []\n"
+             "grader_hook = grader_tiny_alex.features[0].register_forward_pre_hook("
+             "lambda m, args: grader_sizes.append(int(args[0].shape[0])))")
+    try:
+        x = torch.randn(7, *TINY_ALEX_INPUT)
+        got = sub.penultimate_features(model, x, batch_size=3)
+        sizes = sub.eval("list(grader_sizes)")
+    finally:
+        sub.exec("grader_hook.remove()")
+    expect(type(got) is torch.Tensor and got.shape[0] == 7,
+           "penultimate_features(net, x (7, ...), batch_size=3) should return one row per image")
+    expect(sizes and max(sizes) <= 3 and sum(sizes) == 7,
+           f"penultimate_features(net, x (7, ...), batch_size=3) ran the network on batches of {sizes}: expected "
+           "batches of at most 3 images covering the 7 images once (3, 3, 1)")
+
+
+# ---------------------------------------------------------------------------------------------- the fine-tuned model
+@check(cell="test_finetuned", points=2, kind="accuracy", timeout=900,
+       hint="With the same recipe (the locked cell) your whole model should do about as well as the reference's: "
+            "the checks of penultimate_features, preprocess and train_head show which part differs.")
+def test_finetuned_accuracy_is_close_to_the_reference(sub, ref):
+    want = reference_finetuned_accuracy(ref)
+    expect_finetuned(sub)
+    x, y = fmnist_inputs(*FINETUNED_HIDDEN)
+    got = whole_model_accuracy(sub, FINETUNED, x, y)
+    expect(got >= want - FINETUNED_MARGIN,
+           f"`{FINETUNED}` classifies {got:.3f} of {len(y)} held-out Fashion-MNIST test images correctly, the "
+           f"reference's model built with the same recipe {want:.3f} (at most {FINETUNED_MARGIN} lower is "
+           f"accepted) [{weights_used()}]")
