@@ -369,8 +369,8 @@ def test_a_bomb_in_a_function_costs_exactly_what_a_stub_costs(kind, make_submiss
     report = grade(make_submission({"double": _bomb_in("double", BOMBS[kind])}), settings=fast_settings())
     assert report.score == stub_double_twin, report.summary()
     messages = " ".join(by_name(report)[n].message for n in ("test_double_small_example",))
-    if kind == "memory":
-        assert "memory" in messages
+    if kind == "memory":  # the cap, or the call's time limit when filling memory is slow on a loaded machine
+        assert "memory" in messages or "within" in messages
     if kind == "fork":
         assert "exit()" not in messages and ("processes" in messages or "memory" in messages or "within" in messages)
     if kind == "segfault":

@@ -565,7 +565,8 @@ def test_graded_end_to_end(tmp_path, fashion_mnist_root):
     assert results["score"] == 4 + 12 + 3 + 0 + 5
     one_call = tests["test_edge_features: test_edge_features_uses_one_conv_call"]
     assert one_call["status"] == "failed" and one_call["visibility"] == "after_published"
-    assert "4 convolutions" in one_call["output"]
+    # Counted in the grader from the source (a loop around F.conv2d), else by the worker (4 calls).
+    assert "inside a loop" in one_call["output"] or "4 convolutions" in one_call["output"]
     sentence = tests["test_conv1d_loops: test_conv1d_loops_sentence"]
     assert sentence["status"] == "failed" and sentence["visibility"] == "visible"
     assert "NotImplementedError" in sentence["output"]
