@@ -138,7 +138,12 @@ def test_monkeypatching_comparisons_inside_the_submission_changes_nothing(make_s
     results = by_name(report)
     assert not results["test_double_matches_reference"].passed
     assert not results["test_double_small_example"].passed
-    assert report.score == 3  # smooth and count are still right
+    # count is still right; smooth (a no-conv exercise) fails too: rebinding attributes of torch is
+    # tampering the grader's static check refuses in a notebook with forbidden-API calls.
+    assert results["test_count_returns_its_argument"].passed
+    assert not results["test_smooth_matches_reference_without_conv"].passed
+    assert "tampers" in results["test_smooth_matches_reference_without_conv"].message
+    assert report.score == 1
 
 
 def test_an_object_with_always_true_eq_is_not_a_tensor(make_submission, grade):
