@@ -6,7 +6,7 @@ submitted/, autograded/, feedback/ and gradebook.db are created by the instructo
 workflow and git-ignored.  Set CNN_GRADEBOOK_URL to any SQLAlchemy URL (PostgreSQL, say)
 to keep the gradebook elsewhere.
 
-`nbgrader autograde` grades with the course's sandboxed engine (autograder/nbgrader_plugin.py):
+`nbgrader autograde` grades with the course's sandboxed engine (autograder/integrations/nbgrader_autograde.py):
 no student code runs in nbgrader's process or in a kernel that also runs checks, and the points
 per test cell are those of `python -m autograder grade`.  nbgrader still does the rest: the
 exchange (release, fetch, submit, collect), the gradebook, the formgrader and the feedback.
@@ -52,7 +52,7 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
-from autograder.nbgrader_plugin import SandboxedExecute  # noqa: E402
+from autograder.integrations.nbgrader_autograde import SandboxedExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

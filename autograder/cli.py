@@ -3,7 +3,7 @@
 Exit codes of ``grade``: 0 grading completed (whatever the score), 2 bad usage,
 3 grading itself could not run (broken reference, sandbox would not start).
 ``check`` exits 0 when every public check passed and 1 otherwise.
-``grade-class`` (autograder/classgrade.py) exits 0 when grading completed, 2 on bad usage, 3 when
+``grade-class`` (autograder/grading/grade_class.py) exits 0 when grading completed, 2 on bad usage, 3 when
 grading itself could not run.
 """
 
@@ -13,12 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED_CHECKS, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
+from autograder.exit_codes import EXIT_FAILED_CHECKS, EXIT_GRADER, EXIT_OK, EXIT_USAGE
 
 
 def _submissions(path: Path) -> list[Path]:
     if path.is_dir():
-        from .assignments import Course
+        from autograder.course import Course
 
         found = Course().find_notebooks(path)
         if not found:
@@ -35,9 +35,9 @@ def _usage_error(message: str) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .engine import GradingError, grade_notebook
-    from .results import combine, write_reports
-    from .textsafe import safe_text
+    from autograder.grading.grade_notebook import GradingError, grade_notebook
+    from autograder.grading.reports import combine, write_reports
+    from autograder.textsafe import safe_text
 
     _allow_weak(args)
     reports = []
@@ -63,15 +63,15 @@ def _allow_weak(args) -> None:
     """--allow-weak-sandbox: the instructor accepts grading without the full sandbox (said on every report)."""
     import os
 
-    from .sandbox.launcher import ALLOW_WEAK_ENV
+    from autograder.sandbox.launcher import ALLOW_WEAK_ENV
 
     if getattr(args, "allow_weak_sandbox", False):
         os.environ[ALLOW_WEAK_ENV] = "1"  # also reaches grade-class's grading processes
 
 
 def cmd_check(args) -> int:
-    from .engine import GradingError, grade_notebook
-    from .incell import format_result
+    from autograder.grading.grade_notebook import GradingError, grade_notebook
+    from autograder.integrations.incell import format_result
 
     try:
         report = grade_notebook(Path(args.notebook), assignment_id=args.assignment, hidden=False, threads=args.threads)
@@ -98,8 +98,16 @@ def cmd_check(args) -> int:
     return EXIT_OK if passed == len(report.results) and not report.errors else EXIT_FAILED_CHECKS
 
 
+def cmd_grade_class(args) -> int:
+    from autograder.grading.grade_class import grade_class
+
+    _allow_weak(args)
+    return grade_class(Path(args.submissions), jobs=args.jobs, out=args.out, force=args.force,
+                       assignment=args.assignment, scheduler=args.scheduler)
+
+
 def cmd_release(args) -> int:
-    from .release import regenerate
+    from autograder.integrations.release import regenerate
 
     for path in regenerate(ids=args.ids or None):
         print(f"released {path}")
@@ -107,7 +115,7 @@ def cmd_release(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from autograder.integrations.demo import run_demo
 
     run_demo(out=args.out, assignment_ids=args.ids or None)
     return EXIT_OK
@@ -143,10 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, help="output folder (default: demo_out/)")
     d.set_defaults(func=cmd_demo)
 
-    from .classgrade import add_parser as add_grade_class
+    gc = sub.add_parser("grade-class", help="grade a folder of student folders, in parallel; resumable")
+    gc.add_argument("submissions", help="one folder per student (or nbgrader's submitted/ or course folder)")
+    gc.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default: 1)")
+    gc.add_argument("--out", type=Path, default=Path("graded"), help="results folder (default: graded/)")
+    gc.add_argument("--force", action="store_true",
+                    help="regrade even the submissions whose results are up to date")
+    gc.add_argument("--assignment", help="grade only this assignment (and grade unnamed notebooks as it)")
+    gc.add_argument("--scheduler", help="address of a dask.distributed scheduler to send the submissions to")
+    gc.add_argument("--allow-weak-sandbox", action="store_true",
+                    help="grade even where the sandbox is not available (every report says so)")
+    gc.set_defaults(func=cmd_grade_class)
 
-    add_grade_class(sub)
-    from .export import add_parser as add_export  # registered last (a student repository's stub relies on it)
+    from autograder.integrations.export import (
+        add_parser as add_export,  # registered last (a student repository's stub relies on it)
+    )
 
     add_export(sub)
     return parser

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -86,7 +86,7 @@ def time_notebook_alone(course: Course, aid: str) -> tuple[float, dict[str, floa
 
 
 def time_engine(path: Path, aid: str) -> tuple[float, float, float]:
-    from autograder.engine import grade_notebook
+    from autograder.grading.grade_notebook import grade_notebook
 
     start = time.perf_counter()
     report = grade_notebook(path, assignment_id=aid)
@@ -95,7 +95,7 @@ def time_engine(path: Path, aid: str) -> tuple[float, float, float]:
 
 def time_nbgrader(course: Course, aid: str, path: Path) -> float:
     """``nbgrader autograde`` of one submission with the course's config (the sandboxed engine), in a fresh course."""
-    from autograder.nbgrader_tools import nbgrader_api
+    from autograder.integrations.nbgrader_api import nbgrader_api
 
     root = Path(tempfile.mkdtemp(prefix="bench-nbgrader-"))
     try:
@@ -124,7 +124,7 @@ def class_throughput(course: Course, aid: str, n: int, work: Path) -> dict:
     import subprocess
     import sys
 
-    from autograder.demo import load_submissions
+    from autograder.integrations.demo import load_submissions
 
     a = course.get(aid)
     release = nbformat.read(a.release_notebook, as_version=4)
@@ -224,7 +224,7 @@ def nbgrader_section(rows: list[tuple[str, float, float, int]], note: str = "") 
     """RESULTS.md's section comparing ``nbgrader autograde`` (with the course's config) and the engine alone."""
     lines = [NBGRADER_SECTION, "",
              "`nbgrader autograde` with `nbgrader_config.py` grades with the sandboxed engine "
-             "(`autograder.nbgrader_plugin.SandboxedExecute`); the difference is nbgrader's own work "
+             "(`autograder.integrations.nbgrader_autograde.SandboxedExecute`); the difference is nbgrader's own work "
              "(sanitising, restoring cells, the gradebook). Reference submissions, medians, same run.", ""]
     if note:
         lines += [note, ""]

@@ -25,7 +25,7 @@ TARGET_VALID, TARGET_PUBLIC, TOLERANCE = 0.88, 0.85, 0.03
 
 
 def _common():
-    from autograder.assignments import Course
+    from autograder.course import Course
 
     path = Course().get("04_cnn").checks_dir / "common.py"
     spec = importlib.util.spec_from_file_location("_a04_cnn_common", path)
@@ -37,8 +37,8 @@ def _common():
 def run_seed(seed: int, threads: int) -> dict:
     import torch
 
-    from autograder.assignments import Course
-    from autograder.reference import load_reference
+    from autograder.course import Course
+    from autograder.grading.reference import load_reference
 
     torch.set_num_threads(threads)
     C = _common()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from autograder.assignments import Course
-from autograder.demo import _why
+from autograder.course import Course
+from autograder.integrations.demo import _why
 
 
 def test_a_broken_submission_is_explained_in_one_line(tmp_path):

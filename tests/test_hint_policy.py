@@ -2,7 +2,7 @@
 
 1. No hint while an exercise is a stub: the self-check of an untouched release attaches no hint to
    any failure (every failure there is "not implemented yet"). The runner leaves the hint out when
-   ``autograder.hints.is_stub_failure`` says so; checked in-process on the releases' stubs of 01-03
+   ``autograder.authoring.hints.is_stub_failure`` says so; checked in-process on the releases' stubs of 01-03
    (fast) and on every untouched release graded in the sandbox (slow).
 2. No hint and no message gives away the code of a solution: every hint and every string a check
    can print (public and hidden checks, their helpers), and every message printed for the wrong
@@ -49,7 +49,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignments import Course
+from autograder.course import Course
 from autograder.notebooks import grade_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,9 +267,9 @@ def test_prose_is_tokenised_like_code():
 
 
 def test_stub_failures_are_recognised():
-    from autograder.compare import CheckFailure
-    from autograder.hints import NotImplementedYet, hint_for, is_stub_failure
-    from autograder.namespace import StudentError
+    from autograder.authoring.compare import CheckFailure
+    from autograder.authoring.hints import NotImplementedYet, hint_for, is_stub_failure
+    from autograder.submission.namespace import StudentError
 
     def wrapped(error):
         try:
@@ -313,7 +313,7 @@ def _release_stubs(aid: str) -> dict[str, str]:
 # sandboxed self-check below.
 @pytest.mark.parametrize("aid", AIDS[:3])
 def test_checks_of_stubs_attach_no_hint(aid):
-    from autograder.testing import check_code
+    from autograder.grading.from_source import check_code
 
     results = check_code(aid, _release_stubs(aid))
     failed = [r for r in results.values() if not r.passed]
@@ -329,7 +329,7 @@ def test_checks_of_stubs_attach_no_hint(aid):
 
 @functools.cache
 def release_report(aid: str):
-    from autograder.engine import grade_notebook
+    from autograder.grading.grade_notebook import grade_notebook
 
     return grade_notebook(Course().get(aid).release_notebook, assignment_id=aid, hidden=False, threads=1)
 
@@ -337,7 +337,7 @@ def release_report(aid: str):
 @pytest.mark.slow
 @pytest.mark.parametrize("aid", AIDS)
 def test_self_check_of_the_untouched_release_prints_no_hint(aid, fashion_mnist_root):
-    from autograder.incell import format_result
+    from autograder.integrations.incell import format_result
 
     report = release_report(aid)
     assert report.results and not report.errors, report.summary()
@@ -386,7 +386,7 @@ def _batches(wrong: dict[str, dict[str, str]]) -> list[dict[str, str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("aid", [a for a in AIDS if (REPO / "tests" / "submissions" / f"a{a}.py").exists()])
 def test_messages_for_wrong_submissions_share_no_solution_code(aid):
-    from autograder.testing import check_code
+    from autograder.grading.from_source import check_code
 
     wrong = _registry(aid)
     assert wrong

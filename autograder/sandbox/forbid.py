@@ -1,7 +1,7 @@
 """Forbid PyTorch APIs during a call, so that an exercise's lesson cannot be skipped.
 
 This is the *second* layer, inside the worker; the first is the grader's static check of the
-submitted source (:mod:`autograder.static_check`), which the student's process cannot reach.
+submitted source (:mod:`autograder.submission.static_check`), which the student's process cannot reach.
 Two interceptions are active for the duration of the call:
 
 * a ``TorchFunctionMode`` (every torch function and tensor method, whatever alias was used);

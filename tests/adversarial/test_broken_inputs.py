@@ -10,7 +10,7 @@ from unittest import mock
 import nbformat
 import pytest
 
-from autograder.results import write_atomic
+from autograder.grading.reports import write_atomic
 
 from .conftest import CORRECT, FULL_SCORE, by_name
 
@@ -98,7 +98,7 @@ def test_a_200_mb_notebook_is_rejected_fast_without_being_loaded(tmp_path, grade
 
 
 def test_the_wrong_assignments_notebook_is_rejected(tmp_path, grade, release_nb, fixture_course):
-    from autograder.authoring import fill_answers
+    from autograder.authoring.notebook_builder import fill_answers
 
     nb = fill_answers(release_nb, CORRECT)  # correct code: it must still not be graded as 00_fixture
     nb.metadata["cnn_course"] = {"assignment": "01_other"}
@@ -146,12 +146,12 @@ def test_results_json_is_written_atomically(tmp_path):
     class Boom(Exception):
         pass
 
-    with mock.patch("autograder.results.os.fsync", side_effect=Boom("disk full")), pytest.raises(Boom):
+    with mock.patch("autograder.grading.reports.os.fsync", side_effect=Boom("disk full")), pytest.raises(Boom):
         write_atomic(target, json.dumps({"score": 1000}) * 1000)
     assert json.loads(target.read_text()) == {"score": 5}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
 
-    with mock.patch("autograder.results.os.replace", side_effect=Boom("crash before rename")), pytest.raises(Boom):
+    with mock.patch("autograder.grading.reports.os.replace", side_effect=Boom("crash before rename")), pytest.raises(Boom):
         write_atomic(target, "{half")
     assert json.loads(target.read_text()) == {"score": 5}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder.assignments import REPO_ROOT
-from autograder.engine import grade_notebook
+from autograder.course import REPO_ROOT
+from autograder.grading.grade_notebook import grade_notebook
 from autograder.sandbox.launcher import machine_protections, strong_isolation
 
 from .conftest import CORRECT, FULL_SCORE, WRONG, by_name
@@ -36,7 +36,7 @@ DOUBLE_CHECKS = ("test_double_small_example", "test_double_matches_reference", "
 @pytest.fixture(scope="module")
 def wrong_twin_score(fixture_course, tmp_path_factory, release_nb):
     """The honest twin of the attacks that patch comparisons: the same wrong answers, no attack."""
-    from autograder.authoring import fill_answers
+    from autograder.authoring.notebook_builder import fill_answers
 
     path = tmp_path_factory.mktemp("twin") / "00_fixture.ipynb"
     nbformat.write(fill_answers(release_nb, WRONG), path)

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder.engine import grade_notebook
+from autograder.grading.grade_notebook import grade_notebook
 from autograder.sandbox import launcher
 from autograder.sandbox.launcher import machine_protections, strong_isolation
 
@@ -35,7 +35,7 @@ STUB = {name: f"def {name}(*args, **kwargs):\n    raise NotImplementedError()" f
 @pytest.fixture(scope="module")
 def stub_double_twin(fixture_course, release_nb, tmp_path_factory):
     """The honest twin of every attack on ``double``: the same notebook with ``double`` still a stub."""
-    from autograder.authoring import fill_answers
+    from autograder.authoring.notebook_builder import fill_answers
 
     path = tmp_path_factory.mktemp("twin") / "00_fixture.ipynb"
     nbformat.write(fill_answers(release_nb, {**CORRECT, "double": STUB["double"]}), path)
@@ -86,11 +86,11 @@ def test_a_replacement_worker_is_never_weaker_than_the_first(make_submission, fi
 def test_grade_exits_3_when_the_sandbox_cannot_restart(tmp_path, make_submission, monkeypatch):
     """The CLI: the remaining checks are the grader's error (exit 3), and the results are still written."""
     from autograder import cli
-    from autograder.results import GradeReport
+    from autograder.grading.reports import GradeReport
 
     report = GradeReport(submission="x.ipynb", assignment="00_fixture",
                          grader_problems=["the sandbox could not be restarted with full protections"])
-    monkeypatch.setattr("autograder.engine.grade_notebook", lambda *a, **k: report)
+    monkeypatch.setattr("autograder.grading.grade_notebook.grade_notebook", lambda *a, **k: report)
     out = tmp_path / "results.json"
     assert cli.main(["grade", str(make_submission()), "--results", str(out)]) == cli.EXIT_GRADER
     assert json.loads(out.read_text())["extra_data"]["grader_problems"]
@@ -106,10 +106,10 @@ def test_a_course_folder_and_secrets_outside_tmp_are_invisible(make_submission, 
     try:
         shutil.copytree(fixture_course.root, course_dir)
         secret.write_text("the answers")
-        from autograder.assignments import Course
+        from autograder.course import Course
 
         course = Course.at(course_dir, course_dir / "checks")
-        from autograder.assignments import REPO_ROOT
+        from autograder.course import REPO_ROOT
 
         targets = [str(course_dir), str(secret), str(course_dir / "solutions"), str(REPO_ROOT / "solutions"),
                    str(REPO_ROOT / "tests"), str(REPO_ROOT / "autograder" / "checks"), "/home", "/srv",
@@ -119,7 +119,7 @@ def test_a_course_folder_and_secrets_outside_tmp_are_invisible(make_submission, 
                 "    print('SEEN', seen)\n    return n if not seen else -len(seen)\n")
         sub = tmp_path / "00_fixture.ipynb"
         nb = nbformat.read(course.get("00_fixture").release_notebook, as_version=4)
-        from autograder.authoring import fill_answers
+        from autograder.authoring.notebook_builder import fill_answers
 
         nbformat.write(fill_answers(nb, {**CORRECT, "count": body}), sub)
         report = grade_notebook(sub, course=course, threads=1)
@@ -159,7 +159,7 @@ def test_a_symlinked_submission_is_refused(tmp_path, grade, fixture_course):
 
 def test_grade_class_never_follows_symlinks_and_survives_a_deeply_nested_notebook(
         tmp_path, make_submission, fixture_course, monkeypatch):
-    from autograder.classgrade import grade_class
+    from autograder.grading.grade_class import grade_class
 
     subs = tmp_path / "submitted"
     (subs / "alice").mkdir(parents=True)
@@ -275,7 +275,7 @@ def _outside_fences(markdown: str) -> str:
 
 def test_grades_csv_neutralises_formulas_and_escape_bytes(tmp_path, make_submission, fixture_course, capfd,
                                                           monkeypatch):
-    from autograder.classgrade import grade_class
+    from autograder.grading.grade_class import grade_class
 
     _course_env(monkeypatch, fixture_course)
     subs = tmp_path / "submitted"
@@ -332,7 +332,7 @@ def test_forbidden_convolutions_are_caught_whatever_the_route(attack, make_submi
 
 
 def test_the_static_check_sees_through_helpers_aliases_and_imports():
-    from autograder.static_check import analyse, call_sites
+    from autograder.submission.static_check import analyse, call_sites
 
     cells = [("setup", "import torch\nimport torch.nn.functional as F"),
              ("a", "from torch.nn.functional import conv2d as c2\nconv = c2\ndef helper(x, w):\n    return conv(x, w)"),

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
+from autograder.grading.from_source import check_code
 from autograder.notebooks import grade_id, is_test_cell
-from autograder.testing import check_code
 from tests.conftest import failed_closed, run_solution_notebook
 
 AID = "01_apply_kernel"

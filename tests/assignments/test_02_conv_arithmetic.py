@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.testing import check_code
+from autograder.grading.from_source import check_code
 
 AID = "02_conv_arithmetic"
 REPO = Path(__file__).resolve().parents[2]
@@ -576,7 +576,7 @@ def test_release_runs_and_scores_zero(tmp_path):
 
 
 def _reference_answers() -> dict[str, str]:
-    from autograder.authoring import solution_sources
+    from autograder.authoring.notebook_builder import solution_sources
 
     answers = {}
     for gid, source in solution_sources(nbformat.read(SOLUTION, as_version=4)).items():
@@ -587,7 +587,7 @@ def _reference_answers() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_graded_end_to_end_with_the_cli(tmp_path):
-    from autograder.authoring import fill_answers
+    from autograder.authoring.notebook_builder import fill_answers
 
     answers = _reference_answers()
     answers["conv_mults"] = _mults("2 * in_channels * kh * kw * out_channels * out_h * out_w")  # counts additions

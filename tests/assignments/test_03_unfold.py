@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from autograder.testing import check_code
+from autograder.grading.from_source import check_code
 
 AID = "03_unfold"
 CELL = {"col2im_shape": "test_col2im_shape", "im2col": "test_im2col", "conv2d_unfold": "test_conv2d_unfold"}

@@ -9,7 +9,7 @@ import sys
 import nbformat
 import pytest
 
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
 from tests.conftest import REPO, cell_values, failed_closed, run_solution_notebook
 

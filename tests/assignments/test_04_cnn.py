@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from autograder.testing import check_code
+from autograder.grading.from_source import check_code
 
 AID = "04_cnn"
 CELL = {"conv": "test_conv", "simple_cnn": "test_simple_cnn", "get_dataloaders": "test_get_dataloaders",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.testing import check_code
+from autograder.grading.from_source import check_code
 
 AID = "04_cnn"
 PUBLIC = "test_model_reaches_85_percent_on_heldout_images"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder.testing import check_code
+from autograder.grading.from_source import check_code
 
 AID = "05_activation_stats"
 

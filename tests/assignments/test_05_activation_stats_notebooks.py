@@ -11,7 +11,7 @@ import nbformat
 import pytest
 import torch
 
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
 from tests.conftest import REPO, cell_values, failed_closed, run_solution_notebook
 
@@ -91,9 +91,9 @@ def test_release_scores_zero_without_crashing(fashion_mnist_root):
 @pytest.mark.slow
 def test_batchnorm_check_holds_for_the_reference_on_ten_seeds(fashion_mnist_root):
     """The hidden 'BatchNorm beats plain' check must not fail a correct submission by bad luck."""
-    from autograder.assignments import Course
     from autograder.checks.a05_activation_stats.common import batchnorm_experiment
-    from autograder.reference import load_reference
+    from autograder.course import Course
+    from autograder.grading.reference import load_reference
 
     ref = load_reference(Course().get(AID))
     before = torch.get_num_threads()

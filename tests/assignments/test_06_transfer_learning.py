@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from autograder.testing import check_code
+from autograder.grading.from_source import check_code
 
 AID = "06_transfer_learning"
 

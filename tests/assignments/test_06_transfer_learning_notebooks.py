@@ -14,8 +14,8 @@ import sys
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
 from autograder.notebooks import grade_id, is_test_cell
 from tests.conftest import cell_values, failed_closed, run_solution_notebook
 

@@ -6,10 +6,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
-from autograder.demo import load_submissions
-from autograder.engine import grade_notebook
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
+from autograder.grading.grade_notebook import grade_notebook
+from autograder.integrations.demo import load_submissions
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_in_notebook_public_checks_match_the_self_check(assignment_id, tmp_path)
         if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             values = [o for o in cell.outputs if o.output_type == "execute_result"]
             gid = meta["grade_id"]
-            # No value means every public check passed (see autograder/incell.py).
+            # No value means every public check passed (see autograder/integrations/incell.py).
             in_notebook[gid] = float(values[0].data["text/plain"]) if values else public_max.get(gid, 0.0)
     assert {k: v for k, v in in_notebook.items() if k in by_check} == pytest.approx(by_check)
     assert sum(by_check.values()) < sum(public_max.values())  # the mutants did lose points

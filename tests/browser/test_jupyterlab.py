@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignments import Course
+from autograder.course import Course
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

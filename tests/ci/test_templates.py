@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autograder.assignments import Course
+from autograder.course import Course
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "ci_templates" / "github"
@@ -185,7 +185,7 @@ def test_the_workflow_grading_command_runs_verbatim_on_a_submission(tmp_path):
     """Run the Grade step's exact `run:` line (shell) on a submission of the fixture course."""
     import nbformat
 
-    from autograder.authoring import fill_answers
+    from autograder.authoring.notebook_builder import fill_answers
     from tests.engine.conftest import CORRECT
 
     submission = tmp_path / "repo" / "assignments" / "00_fixture" / "00_fixture.ipynb"

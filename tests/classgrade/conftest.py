@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder.authoring import fill_answers
+from autograder.authoring.notebook_builder import fill_answers
 from tests.engine.conftest import CORRECT, FIXTURE
 
 RELEASE = FIXTURE / "assignments" / "00_fixture" / "00_fixture.ipynb"

@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers
+from autograder.authoring.notebook_builder import fill_answers
+from autograder.course import Course
 
 FIXTURE = Path(__file__).with_name("fixture_course")
 
@@ -46,7 +46,7 @@ def make_submission(tmp_path, release_nb):
 
 @pytest.fixture
 def grade(fixture_course):
-    from autograder.engine import grade_notebook
+    from autograder.grading.grade_notebook import grade_notebook
 
     def run(path, **kw):
         return grade_notebook(path, course=fixture_course, threads=1, **kw)

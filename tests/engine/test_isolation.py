@@ -26,7 +26,7 @@ def test_results_say_which_protections_were_in_force(make_submission, grade):
 
 
 def test_network_solutions_and_hidden_checks_are_out_of_reach(make_submission, grade, fixture_course):
-    from autograder.assignments import REPO_ROOT
+    from autograder.course import REPO_ROOT
 
     targets = [str(REPO_ROOT / "solutions"), str(REPO_ROOT / "autograder" / "checks"),
                str(fixture_course.checks_root / "a00_fixture" / "hidden.py"),
@@ -58,7 +58,7 @@ def test_network_solutions_and_hidden_checks_are_out_of_reach(make_submission, g
 def test_a_sandbox_that_cannot_start_fails_closed_unless_weaker_isolation_is_accepted(
         make_submission, grade, monkeypatch, capfd):
     """A machine whose bubblewrap breaks grades nobody without the sandbox, unless the instructor opts in."""
-    from autograder.engine import GradingError
+    from autograder.grading.grade_notebook import GradingError
     from autograder.sandbox import launcher
 
     if not strong_isolation()[0]:

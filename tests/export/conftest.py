@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignments import REPO_ROOT, Course
+from autograder.course import REPO_ROOT, Course
 
 #: Environment variables that would point the grader somewhere other than the folder under test.
 COURSE_VARIABLES = ("CNN_COURSE_ROOT", "CNN_COURSE_CHECKS", "CNN_AUTOGRADER_CACHE", "PYTHONPATH")
@@ -48,7 +48,7 @@ def _telling(line: str) -> bool:
 def course_secrets(root: Path = REPO_ROOT) -> dict[str, str]:
     """Lines students must never get: solution blocks and hidden-test blocks the releases lack, hidden.py.
 
-    Written here, apart from autograder/export/leaks.py, so that a bug there cannot hide a leak.
+    Written here, apart from autograder/integrations/export/leaks.py, so that a bug there cannot hide a leak.
     Lines with fewer than four names or numbers (``return out``, ``self.remove()``) say nothing and are left out.
     """
     public = set()
@@ -83,7 +83,7 @@ def course_secrets(root: Path = REPO_ROOT) -> dict[str, str]:
 
 def reference_notebook(aid: str, course: Course | None = None) -> nbformat.NotebookNode:
     """The release with every answer cell filled from the solution notebook (a full-marks submission)."""
-    from autograder.authoring import fill_answers, solution_sources
+    from autograder.authoring.notebook_builder import fill_answers, solution_sources
 
     course = course or Course.at(REPO_ROOT)
     a = course.get(aid)

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignments import REPO_ROOT, Course
+from autograder.course import REPO_ROOT, Course
 
 from .conftest import clean_env, reference_notebook, run_cli
 
@@ -162,7 +162,7 @@ def test_the_unpacked_bundle_gives_full_marks_to_the_reference_and_zero_to_the_b
 
 def test_one_notebook_per_assignment_is_graded(tmp_path):
     """Two copies uploaded: the one named like the release is graded, and the student is told about the other."""
-    from autograder.export.gradescope_runtime import choose
+    from autograder.integrations.export.gradescope_runtime import choose
 
     course = Course.at(REPO_ROOT)
     release = nbformat.read(course.get(AID).release_notebook, as_version=4)

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import yaml
 
-from autograder.assignments import REPO_ROOT, Course
+from autograder.course import REPO_ROOT, Course
 
 from .conftest import clean_env, course_secrets, reference_notebook, run_cli
 
@@ -80,7 +80,7 @@ def test_nothing_hidden_leaves_the_instructor_repository(student_repo):
 
 def test_the_scan_would_see_a_leak(tmp_path, student_repo):
     """The leak scan is not vacuous: a single hidden line planted in a copy is found."""
-    from autograder.export import leaks
+    from autograder.integrations.export import leaks
 
     copy = tmp_path / "copy"
     shutil.copytree(student_repo, copy)
@@ -88,7 +88,7 @@ def test_the_scan_would_see_a_leak(tmp_path, student_repo):
     with open(copy / "autograder" / "engine.py", "a") as f:
         f.write(f"\n# {hidden}\n")
     found = leaks.scan(copy, leaks.secret_lines(REPO_ROOT))
-    assert [str(x) for x in found if x.path == "autograder/engine.py"], found
+    assert [str(x) for x in found if x.path == "autograder/grading/grade_notebook.py"], found
     assert " ".join(hidden.split()) in course_secrets()
 
 
@@ -148,12 +148,12 @@ def test_pip_install_of_the_export_installs_only_the_exported_package(tmp_path, 
                           capture_output=True, text=True, env=clean_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     probe = ("import autograder, data_scripts, importlib.util as u\n"
-             "from autograder.assignments import Course\n"
+             "from autograder.course import Course\n"
              "c = Course()\n"
              "print(autograder.__file__, data_scripts.__file__, c.root, c.assignment_ids(),\n"
              "      u.find_spec('autograder.checks.a01_apply_kernel.public') is not None,\n"
              "      u.find_spec('autograder.checks.a01_apply_kernel.hidden') is None,\n"
-             "      u.find_spec('autograder.demo') is None, sep='\\n')\n")
+             "      u.find_spec('autograder.integrations.demo') is None, sep='\\n')\n")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                          env=clean_env(), timeout=120)
     assert out.returncode == 0, out.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignments import REPO_ROOT, Course
+from autograder.course import REPO_ROOT, Course
 
 NBGRADER = Path(sys.executable).with_name("nbgrader")
 TIMESTAMP = "2026-11-23 10:00:00.000000 UTC"

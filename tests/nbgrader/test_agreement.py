@@ -1,7 +1,7 @@
 """`nbgrader autograde` with the course's configuration and `python -m autograder grade` give the same points.
 
 With ``nbgrader_config.py``, nbgrader's autograde grades with the sandboxed engine
-(:class:`autograder.nbgrader_plugin.SandboxedExecute`), so the two must agree exactly, per test
+(:class:`autograder.integrations.nbgrader_autograde.SandboxedExecute`), so the two must agree exactly, per test
 cell.  One temporary nbgrader course holds every assignment; the reference, the blank release
 and wrong submissions of each (several for 01-03, one for 04-06) are autograded once by nbgrader
 into its gradebook and once by the engine (02's by ``grade-class``, a ``python -m autograder grade``
@@ -30,10 +30,10 @@ import time
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
-from autograder.demo import load_submissions
-from autograder.nbgrader_tools import cell_scores, nbgrader_api
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
+from autograder.integrations.demo import load_submissions
+from autograder.integrations.nbgrader_api import cell_scores, nbgrader_api
 from autograder.notebooks import grade_id, is_test_cell, nbgrader_meta
 from tests.nbgrader.conftest import NOISE, make_course, run_nbgrader, submit
 
@@ -124,7 +124,7 @@ def graded(tmp_path_factory, sandbox_visible_torch_home, fashion_mnist_root):
     submissions, ``grade_notebook`` in this process (what ``grade`` calls) for the others, which
     saves reloading the reference for every submission.
     """
-    from autograder.engine import grade_notebook
+    from autograder.grading.grade_notebook import grade_notebook
 
     course = Course()
     ids = LIGHT + HEAVY

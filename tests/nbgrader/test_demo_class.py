@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import nbformat
 
-from autograder.assignments import Course
-from autograder.demo import FORK_BOMB, REBIND_CHECK, ROSTER, attack_lines, student_notebook
+from autograder.course import Course
+from autograder.integrations.demo import FORK_BOMB, REBIND_CHECK, ROSTER, attack_lines, student_notebook
 from autograder.notebooks import grade_id
 
 AID = "02_conv_arithmetic"

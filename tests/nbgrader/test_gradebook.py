@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
 
 pytestmark = pytest.mark.slow
 AID = "02_conv_arithmetic"

@@ -17,13 +17,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers
-from autograder.incell import Checker, HiddenChecksNotRunHere
-from autograder.nbgrader_plugin import SandboxedExecute, fill_notebook
-from autograder.results import GradeReport
-from autograder.runner import CheckResult
-from autograder.submission import CellOutcome
+from autograder.authoring.notebook_builder import fill_answers
+from autograder.course import Course
+from autograder.grading.reports import GradeReport
+from autograder.grading.run_checks import CheckResult
+from autograder.integrations.incell import Checker, HiddenChecksNotRunHere
+from autograder.integrations.nbgrader_autograde import SandboxedExecute, fill_notebook
+from autograder.submission.sandboxed import CellOutcome
 from tests.nbgrader.conftest import make_course, submit
 
 FIXTURE = Path(__file__).resolve().parents[1] / "engine" / "fixture_course"
@@ -183,7 +183,7 @@ REBIND = ('\nimport glob, json\n'
           '                return float(m["points"])\n'
           '    return 0.0\n'
           'check = lambda cell, *a, **k: _points(cell)\n')
-PATCH_CHECKER = ('\nimport autograder.incell as _incell\n'
+PATCH_CHECKER = ('\nimport autograder.integrations.incell as _incell\n'
                  '_incell.Checker.__call__ = lambda self, cell, *a, **k: 4.0\n'
                  'check = _incell.Checker("00_fixture")\n')
 
@@ -191,8 +191,8 @@ PATCH_CHECKER = ('\nimport autograder.incell as _incell\n'
 @pytest.fixture(scope="module")
 def fixture_graded(tmp_path_factory):
     """The fixture course's submissions, autograded by nbgrader with the course's config (and by the engine)."""
-    from autograder.engine import grade_notebook
-    from autograder.nbgrader_tools import cell_scores, nbgrader_api
+    from autograder.grading.grade_notebook import grade_notebook
+    from autograder.integrations.nbgrader_api import cell_scores, nbgrader_api
     from autograder.sandbox.launcher import machine_protections
     from tests.adversarial.conftest import WRONG
     from tests.engine.conftest import CORRECT
@@ -260,7 +260,7 @@ def test_a_submission_that_only_crashes_or_hangs_keeps_its_twins_points(fixture_
 
 @pytest.mark.slow
 def test_autograded_notebook_shows_check_lines_and_the_students_output(fixture_graded):
-    from autograder.submission import CellOutcome
+    from autograder.submission.sandboxed import CellOutcome
 
     nb = fixture_graded["notebooks"]["prints"]
     cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells if c.cell_type == "code"}
@@ -273,7 +273,7 @@ def test_autograded_notebook_shows_check_lines_and_the_students_output(fixture_g
 @pytest.mark.slow
 def test_under_stock_execute_every_hidden_block_fails_closed(tmp_path, monkeypatch):
     """Without the course's config (nbgrader's own Execute) no test cell trusts the kernel: each scores 0."""
-    from autograder.nbgrader_tools import cell_scores, nbgrader_api
+    from autograder.integrations.nbgrader_api import cell_scores, nbgrader_api
     from tests.engine.conftest import CORRECT
 
     fixture = Course.at(FIXTURE, FIXTURE / "checks")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.assignments import Course
+from autograder.course import Course
 from tests.nbgrader.conftest import NOISE
 
 pytestmark = pytest.mark.slow

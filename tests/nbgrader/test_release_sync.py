@@ -7,8 +7,8 @@ import json
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.release import generate_to_temp, solution_ids
+from autograder.course import Course
+from autograder.integrations.release import generate_to_temp, solution_ids
 
 IDS = solution_ids(Course())
 

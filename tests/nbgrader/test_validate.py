@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograder.assignments import Course
-from autograder.authoring import fill_answers, solution_sources
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
 
 pytestmark = pytest.mark.slow
 AID = "02_conv_arithmetic"

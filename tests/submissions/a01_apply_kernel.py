@@ -1,4 +1,4 @@
-"""Wrong and alternative answers for 01_apply_kernel, for the demo course (``autograder/demo.py``).
+"""Wrong and alternative answers for 01_apply_kernel, for the demo course (``autograder/integrations/demo.py``).
 
 Built from the variants of ``tests/assignments/test_01_apply_kernel.py`` (not copied):
 

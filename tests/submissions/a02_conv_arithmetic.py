@@ -1,4 +1,4 @@
-"""Wrong and alternative answers for 02_conv_arithmetic, for the demo course (``autograder/demo.py``).
+"""Wrong and alternative answers for 02_conv_arithmetic, for the demo course (``autograder/integrations/demo.py``).
 
 Built from ``tests/assignments/test_02_conv_arithmetic.py`` (not copied): the wrong versions are its
 ``*_WRONG`` dicts (label -> (source, checks that must fail)); the alternatives are the sources it passes

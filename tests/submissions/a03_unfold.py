@@ -1,4 +1,4 @@
-"""Wrong and alternative answers for 03_unfold, for the demo course (``autograder/demo.py``).
+"""Wrong and alternative answers for 03_unfold, for the demo course (``autograder/integrations/demo.py``).
 
 Built from the ``WRONG`` and ``CORRECT`` variants of ``tests/assignments/test_03_unfold.py`` (not copied):
 

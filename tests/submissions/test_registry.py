@@ -17,10 +17,10 @@ import types
 import nbformat
 import pytest
 
-from autograder.assignments import Course
-from autograder.demo import load_submissions
-from autograder.reference import load_reference
-from autograder.testing import check_code
+from autograder.course import Course
+from autograder.grading.from_source import check_code
+from autograder.grading.reference import load_reference
+from autograder.integrations.demo import load_submissions
 from tests.submissions import a01_apply_kernel, a02_conv_arithmetic, a03_unfold
 
 MODULES = {"01_apply_kernel": a01_apply_kernel, "02_conv_arithmetic": a02_conv_arithmetic, "03_unfold": a03_unfold}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder.api import expect_tensor
+from autograder.authoring.api import expect_tensor
 
 #: fastbook's four edge kernels, exactly as the notebook's text gives them.
 FASTBOOK_KERNELS: dict[str, list[list[float]]] = {

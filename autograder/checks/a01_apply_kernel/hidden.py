@@ -2,7 +2,7 @@
 
 import torch
 
-from autograder.api import (
+from autograder.authoring.api import (
     as_float,
     check,
     expect,
@@ -211,7 +211,7 @@ def test_edge_features_matches_reference(sub, ref):
        hint="No Python loop over images or kernels: section 8 shows what a single F.conv2d call does with a whole "
             "batch and a stack of kernels.")
 def test_edge_features_uses_one_conv_call(sub, ref):
-    from autograder.static_check import group_names
+    from autograder.submission.static_check import group_names
 
     xb, kernels = torch.rand(3, 1, 8, 9), torch.randn(4, 3, 3)
     sub.exec(COUNT_CONV_SOURCE, _grader_xb=xb, _grader_k=kernels)  # a stub stops here, with no hint

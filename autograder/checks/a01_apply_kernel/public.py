@@ -6,7 +6,7 @@ The oracles are literal values and PyTorch's own F.conv2d / F.conv1d.
 import torch
 import torch.nn.functional as F
 
-from autograder.api import (
+from autograder.authoring.api import (
     Handle,
     check,
     expect,
@@ -15,13 +15,13 @@ from autograder.api import (
     expect_tensor,
     fmt_call,
 )
+from autograder.authoring.hints import NotImplementedYet
 from autograder.checks.a01_apply_kernel.common import (
     SENTENCE_SCORES,
     expect_values,
     kernel_tensor,
     out_size,
 )
-from autograder.hints import NotImplementedYet
 
 # ---------------------------------------------------------------------------------------------
 # The four edge kernels

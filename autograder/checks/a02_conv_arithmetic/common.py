@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from autograder.api import CheckFailure, StudentError, describe_value, fmt_call
+from autograder.authoring.api import CheckFailure, StudentError, describe_value, fmt_call
 
 
 def prop(max_examples: int = 40):

@@ -9,7 +9,14 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from autograder.api import CheckFailure, StudentError, check, describe_value, expect_raises, fmt_call
+from autograder.authoring.api import (
+    CheckFailure,
+    StudentError,
+    check,
+    describe_value,
+    expect_raises,
+    fmt_call,
+)
 
 
 def _common():

@@ -14,7 +14,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from autograder.api import StudentError, check, expect, expect_raises, fmt_call
+from autograder.authoring.api import StudentError, check, expect, expect_raises, fmt_call
 
 
 def _common():

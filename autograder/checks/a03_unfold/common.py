@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from autograder.api import CheckFailure, describe_value, expect_tensor
+from autograder.authoring.api import CheckFailure, describe_value, expect_tensor
 
 
 def pair(kernel_size) -> tuple[int, int]:

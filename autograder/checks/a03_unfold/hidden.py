@@ -4,7 +4,7 @@ import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from autograder.api import check, expect_raises, expect_tensor, fmt_call
+from autograder.authoring.api import check, expect_raises, expect_tensor, fmt_call
 
 from .common import expect_im2col, expect_shape_pair
 

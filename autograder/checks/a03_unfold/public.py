@@ -6,7 +6,7 @@ Oracles are PyTorch's own F.unfold and F.conv2d (run here, in the grader) or lit
 import torch
 import torch.nn.functional as F
 
-from autograder.api import (
+from autograder.authoring.api import (
     CheckFailure,
     StudentError,
     check,

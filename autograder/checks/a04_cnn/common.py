@@ -16,8 +16,8 @@ import functools
 
 import torch
 
-from autograder.api import CheckFailure, as_float, expect
-from autograder.api import describe_value as show  # noqa: F401 - used by the checks
+from autograder.authoring.api import CheckFailure, as_float, expect
+from autograder.authoring.api import describe_value as show  # noqa: F401 - used by the checks
 
 N_CLASSES = 10
 # Everything the checks create inside a notebook's namespace starts with this prefix.

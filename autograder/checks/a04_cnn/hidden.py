@@ -11,7 +11,15 @@ from pathlib import Path
 
 import torch
 
-from autograder.api import Handle, StudentError, check, expect, expect_close, expect_tensor, fmt_call
+from autograder.authoring.api import (
+    Handle,
+    StudentError,
+    check,
+    expect,
+    expect_close,
+    expect_tensor,
+    fmt_call,
+)
 
 
 def _common():

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from autograder.api import (
+from autograder.authoring.api import (
     Handle,
     check,
     expect,

@@ -13,7 +13,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from autograder.compare import expect
+from autograder.authoring.compare import expect
 
 NBINS, HIST_MAX = 40, 10.0
 

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from autograder.api import Handle, as_float, check, expect, expect_tensor, fmt_call
+from autograder.authoring.api import Handle, as_float, check, expect, expect_tensor, fmt_call
 from autograder.checks.a05_activation_stats.common import (
     batchnorm_experiment,
     block_values,

@@ -6,7 +6,7 @@ and literal values.
 
 import torch
 
-from autograder.api import (
+from autograder.authoring.api import (
     Handle,
     as_float,
     check,

@@ -54,7 +54,7 @@ class WeightsUnavailable(RuntimeError):
 
 
 def _build_alexnet(ns) -> None:
-    from autograder.api import StudentError
+    from autograder.authoring.api import StudentError
 
     try:
         ns.exec(ALEXNET_SRC)
@@ -108,7 +108,7 @@ SUMS_EXPR = "{k: float(v.double().sum()) for k, v in grader_m.state_dict().items
 
 def expect_module(value, what: str):
     """``value`` must be an object left in the namespace (a model), not plain data such as None."""
-    from autograder.api import CheckFailure, Handle, describe_value
+    from autograder.authoring.api import CheckFailure, Handle, describe_value
 
     if not isinstance(value, Handle):
         raise CheckFailure(f"{what} should return a model (an nn.Module), got {describe_value(value)}")
@@ -214,7 +214,7 @@ def accuracy_of(ns, head, feats: torch.Tensor, labels: torch.Tensor) -> float:
             "    grader_pred = grader_head(grader_x).argmax(dim=1)", grader_head=head, grader_x=feats)
     pred = ns.eval("grader_pred")
     if type(pred) is not torch.Tensor or tuple(pred.shape) != tuple(labels.shape):
-        from autograder.api import CheckFailure
+        from autograder.authoring.api import CheckFailure
 
         raise CheckFailure(f"the head should give (N, num_classes) scores for N={len(labels)} feature vectors")
     return float((pred == labels).float().mean())
@@ -378,7 +378,7 @@ def grader_predict(model, x, batch_size=50):
 
 def whole_model_accuracy(ns, model_expr: str, x: torch.Tensor, labels: torch.Tensor, timeout: float = 300) -> float:
     """Accuracy of the namespace's model ``model_expr`` on prepared images, in eval mode without gradients."""
-    from autograder.api import CheckFailure
+    from autograder.authoring.api import CheckFailure
 
     ns.exec(PREDICT_SRC)
     pred = ns.eval(f"grader_predict({model_expr}, grader_x)", grader_x=x, timeout=timeout)
@@ -389,7 +389,7 @@ def whole_model_accuracy(ns, model_expr: str, x: torch.Tensor, labels: torch.Ten
 
 def expect_finetuned(sub):
     """The notebook's `finetuned` model; when it is missing, rerun its recipe to say why (a stub says so)."""
-    from autograder.api import CheckFailure
+    from autograder.authoring.api import CheckFailure
 
     if not sub.has(FINETUNED):
         if sub.has("train_new_head") and not sub.has("grader_rebuilt"):

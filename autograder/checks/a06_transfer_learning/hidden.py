@@ -3,7 +3,15 @@
 import numpy as np
 import torch
 
-from autograder.api import Handle, check, describe_value, expect, expect_equal, expect_raises, expect_tensor
+from autograder.authoring.api import (
+    Handle,
+    check,
+    describe_value,
+    expect,
+    expect_equal,
+    expect_raises,
+    expect_tensor,
+)
 from autograder.checks.a06_transfer_learning.common import (
     FINETUNED,
     FINETUNED_HIDDEN,

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from autograder.api import (
+from autograder.authoring.api import (
     CheckFailure,
     Handle,
     StudentError,

@@ -2,7 +2,7 @@
 
 import torch
 
-from autograder.api import check, expect_equal, expect_tensor
+from autograder.authoring.api import check, expect_equal, expect_tensor
 
 
 @check(cell="test_double", points=1, kind="numerical", hint="Multiply by two.")

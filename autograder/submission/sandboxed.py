@@ -24,10 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import static_check
-from .namespace import GraderFault, Namespace, SubmissionCrashed, SubmissionTimeout
-from .notebooks import CellToRun
-from .sandbox.launcher import (
+from autograder.submission import static_check
+from autograder.notebooks import CellToRun
+from autograder.sandbox.launcher import (
     SandboxConfig,
     SandboxUnavailable,
     Worker,
@@ -37,6 +36,7 @@ from .sandbox.launcher import (
     layers_of,
     make_scratch,
 )
+from autograder.submission.namespace import GraderFault, Namespace, SubmissionCrashed, SubmissionTimeout
 
 #: Restarts one check may cause before its later calls fail at once.
 RESTARTS_PER_CHECK = 2

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..assignments import Course
-from ..notebooks import NotebookError, read_notebook
+from autograder.course import Course
+from autograder.notebooks import NotebookError, read_notebook
 
 STUDENT_GRADER_FAILED = ("The autograder could not grade this submission. This is a problem on the grader's side, "
                          "not with your work: your instructor can see the details and will regrade it.")
@@ -159,7 +159,7 @@ def run(root: Path, assignment: str | None) -> int:
 
 def warm(source: Path) -> int:
     """Grade each assignment's reference once (fills the reference cache); 1 if one is not full marks."""
-    from ..authoring import fill_answers, solution_sources
+    from autograder.authoring.notebook_builder import fill_answers, solution_sources
 
     course = Course.at(source)
     status = 0
@@ -181,7 +181,7 @@ def warm(source: Path) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.export.gradescope_runtime")
+    parser = argparse.ArgumentParser(prog="python -m autograder.integrations.export.gradescope_runtime")
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="grade ROOT/submission into ROOT/results/results.json")
     r.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder"))

@@ -8,7 +8,7 @@
    student who rebinds ``check`` in a solution cell to return full points (what scored full
    marks when nbgrader ran the test cells in the student's kernel) and a fork bomb;
 3. ``nbgrader collect`` and ``nbgrader autograde`` into the SQLite gradebook, graded by the
-   sandboxed engine (``nbgrader_config.py``: :class:`autograder.nbgrader_plugin.SandboxedExecute`),
+   sandboxed engine (``nbgrader_config.py``: :class:`autograder.integrations.nbgrader_autograde.SandboxedExecute`),
    HTML feedback (hidden tests stripped), a CSV export, and a table of students x assignments,
    with one line per attacker comparing them with their honest twin.
 
@@ -31,10 +31,10 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from .assignments import Course
-from .authoring import fill_answers, solution_sources
-from .nbgrader_tools import nbgrader_api
-from .notebooks import grade_id
+from autograder.authoring.notebook_builder import fill_answers, solution_sources
+from autograder.course import Course
+from autograder.integrations.nbgrader_api import nbgrader_api
+from autograder.notebooks import grade_id
 
 HEAVY = {"04_cnn", "05_activation_stats", "06_transfer_learning"}
 
@@ -83,7 +83,7 @@ FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSE
 
 def processes_capped() -> bool:
     """Whether the sandbox caps the number of processes here (cgroup pids or a dedicated user's RLIMIT_NPROC)."""
-    from .sandbox.launcher import machine_protections
+    from autograder.sandbox.launcher import machine_protections
 
     probe = machine_protections()
     return bool(probe.get("cgroup") or probe.get("user"))
@@ -91,7 +91,7 @@ def processes_capped() -> bool:
 
 def _why(course: Course, aid: str, student: str) -> str:
     """The grader's one-line reason a submitted notebook is broken (nbgrader's is a traceback)."""
-    from .notebooks import NotebookError, read_notebook
+    from autograder.notebooks import NotebookError, read_notebook
 
     for path in sorted((course.root / "submitted" / student / aid).glob("*.ipynb")):
         try:

@@ -3,7 +3,7 @@
 A check is a pytest test function in ``autograder/checks/<package>/public.py`` (shown to
 students, run by their self-check) or ``hidden.py`` (instructors only).  It takes the
 fixtures ``sub`` (the submission) and, in hidden checks only, ``ref`` (the reference
-solution), both :class:`autograder.namespace.Namespace` objects::
+solution), both :class:`autograder.submission.namespace.Namespace` objects::
 
     @check(cell="test_conv2d_loops", points=2, kind="numerical",
            hint="Remember the +1 in the output size.")
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from .compare import (  # noqa: F401 - re-exported for check authors
+from autograder.authoring.compare import (  # noqa: F401 - re-exported for check authors
     CheckFailure,
     as_float,
     describe_value,
@@ -33,7 +33,7 @@ from .compare import (  # noqa: F401 - re-exported for check authors
     expect_tensor,
     fmt_call,
 )
-from .namespace import ForbiddenAPIUsed, Handle, StudentError, SubmissionCrashed  # noqa: F401
+from autograder.submission.namespace import ForbiddenAPIUsed, Handle, StudentError, SubmissionCrashed  # noqa: F401
 
 KINDS = ("shape", "numerical", "accuracy", "behaviour", "error")
 

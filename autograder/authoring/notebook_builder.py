@@ -12,7 +12,7 @@ import copy
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from .notebooks import grade_id
+from autograder.notebooks import grade_id
 
 SCHEMA = 3
 

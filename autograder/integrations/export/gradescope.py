@@ -25,8 +25,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..assignments import REPO_ROOT, Course
-from . import (
+from autograder.course import REPO_ROOT, Course
+from autograder.integrations.export import (
     EXIT_USAGE,
     INTERACTIVE_ONLY,
     ExportError,
@@ -80,7 +80,7 @@ chmod 600 "$SOURCE"/autograder/checks/*/hidden.py
 # the reference gets full marks here (the instructor's own code: weaker isolation is fine for it).
 export PATH="$SOURCE/.venv/bin:$PATH" PYTHONPATH="$SOURCE" CNN_COURSE_ROOT="$SOURCE"
 export CNN_COURSE_CHECKS="$SOURCE/autograder/checks" CNN_COURSE_DATA="$SOURCE/data" TORCH_HOME="$SOURCE/torch_home"
-if ! CNN_ALLOW_WEAK_SANDBOX=1 "$PY" -m autograder.export.gradescope_runtime warm --source "$SOURCE"; then
+if ! CNN_ALLOW_WEAK_SANDBOX=1 "$PY" -m autograder.integrations.export.gradescope_runtime warm --source "$SOURCE"; then
   echo "WARNING: a reference did not get full marks in this image: read the warm-up log above" >&2
 fi
 mkdir -p "$SOURCE/.autograder_cache"
@@ -109,7 +109,7 @@ export CNN_AUTOGRADER_CACHE="${CNN_AUTOGRADER_CACHE:-$SOURCE/.autograder_cache}"
 # export CNN_ALLOW_WEAK_SANDBOX=1
 mkdir -p "$ROOT/results"
 cd "$SOURCE"
-exec python3 -m autograder.export.gradescope_runtime run --root "$ROOT"%(assignment_arg)s
+exec python3 -m autograder.integrations.export.gradescope_runtime run --root "$ROOT"%(assignment_arg)s
 """
 
 README = """\

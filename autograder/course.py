@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .notebooks import NotebookError, assignment_id_of, read_notebook
+from autograder.notebooks import NotebookError, assignment_id_of, read_notebook
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ID_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+$")

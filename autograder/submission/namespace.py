@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sandbox.codec import DecodeError, Decoder, Encoder, HandleRef
-from .sandbox.executor import Executor
-from .sandbox.forbid import FORBIDDEN_GROUPS, describe_group
+from autograder.sandbox.codec import DecodeError, Decoder, Encoder, HandleRef
+from autograder.sandbox.executor import Executor
+from autograder.sandbox.forbid import FORBIDDEN_GROUPS, describe_group
 
 
 class StudentError(Exception):

@@ -8,10 +8,10 @@ defines (constants, imports) are there too.
 
 from __future__ import annotations
 
-from .assignments import Course
-from .namespace import InProcessNamespace
-from .reference import load_reference
-from .runner import CheckResult, run_checks
+from autograder.course import Course
+from autograder.grading.reference import load_reference
+from autograder.grading.run_checks import CheckResult, run_checks
+from autograder.submission.namespace import InProcessNamespace
 
 
 def namespace_with(assignment_id: str, sources: dict[str, str] | str, course: Course | None = None) -> dict:

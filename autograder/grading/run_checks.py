@@ -24,10 +24,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from .api import CheckSpec
-from .compare import CheckFailure
-from .hints import is_stub_failure
-from .namespace import ForbiddenAPIUsed, GraderFault, Namespace, StudentError, SubmissionCrashed
+from autograder.authoring.api import CheckSpec
+from autograder.authoring.compare import CheckFailure
+from autograder.authoring.hints import is_stub_failure
+from autograder.submission.namespace import (
+    ForbiddenAPIUsed,
+    GraderFault,
+    Namespace,
+    StudentError,
+    SubmissionCrashed,
+)
 
 INI = Path(__file__).with_name("checks.ini")
 # Property-based checks must give the same verdict every time: derandomized, no example database.

@@ -39,10 +39,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .assignments import REPO_ROOT, Course
-from .textsafe import csv_cell, one_line, safe_text
+from autograder.course import REPO_ROOT, Course
+from autograder.exit_codes import EXIT_GRADER, EXIT_OK, EXIT_USAGE
+from autograder.textsafe import csv_cell, one_line, safe_text
 
-EXIT_OK, EXIT_USAGE, EXIT_GRADER = 0, 2, 3
 CSV_NAME = "grades.csv"
 CSV_FIELDS = ["student", "assignment", "score", "max_score", "status"]
 # Beyond the assignment's own total limit, time for the grader's start, the reference and the reports.
@@ -187,7 +187,7 @@ def submissions_root(folder: Path) -> Path:
 
 def find_jobs(folder: Path, course: Course, assignment: str | None = None) -> tuple[list[Job], list[str]]:
     """One job per (student, assignment); also the warnings about what was left out."""
-    from .notebooks import NotebookError, read_bytes, read_notebook
+    from autograder.notebooks import NotebookError, read_bytes, read_notebook
 
     root = submissions_root(folder)
     jobs: dict[tuple[str, str], Job] = {}
@@ -263,7 +263,9 @@ def _number(value) -> float:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    from .results import write_atomic as write  # imports torch: only when there is something to write
+    from autograder.grading.reports import (
+        write_atomic as write,  # imports torch: only when there is something to write
+    )
 
     write(path, text)
 
@@ -289,7 +291,7 @@ def _task(job: Job, course: Course, threads: int | None, with_content: bool) -> 
     task = {"student": job.student, "assignment": job.assignment, "path": str(job.path), "sha256": job.sha256,
             "threads": threads, "timeout": limit, "problem": job.problem, "env": env}
     if with_content and not job.problem:
-        from .notebooks import NotebookError, read_bytes
+        from autograder.notebooks import NotebookError, read_bytes
 
         try:
             task["content"] = read_bytes(job.path)
@@ -413,24 +415,3 @@ def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), forc
               file=sys.stderr)
         return EXIT_GRADER
     return EXIT_OK
-
-
-def cmd_grade_class(args) -> int:
-    from .cli import _allow_weak
-
-    _allow_weak(args)
-    return grade_class(Path(args.submissions), jobs=args.jobs, out=args.out, force=args.force,
-                       assignment=args.assignment, scheduler=args.scheduler)
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("grade-class", help="grade a folder of student folders, in parallel; resumable")
-    p.add_argument("submissions", help="one folder per student (or nbgrader's submitted/ or course folder)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once (default: 1)")
-    p.add_argument("--out", type=Path, default=Path("graded"), help="results folder (default: graded/)")
-    p.add_argument("--force", action="store_true", help="regrade even the submissions whose results are up to date")
-    p.add_argument("--assignment", help="grade only this assignment (and grade unnamed notebooks as it)")
-    p.add_argument("--scheduler", help="address of a dask.distributed scheduler to send the submissions to")
-    p.add_argument("--allow-weak-sandbox", action="store_true",
-                   help="grade even where the sandbox is not available (every report says so)")
-    p.set_defaults(func=cmd_grade_class)

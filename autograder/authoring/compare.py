@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .namespace import Handle, StudentError
+from autograder.submission.namespace import Handle, StudentError
 
 
 class CheckFailure(AssertionError):

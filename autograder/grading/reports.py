@@ -14,9 +14,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .runner import CheckResult
-from .submission import CellOutcome
-from .textsafe import clean, md_block, md_inline, xml_text
+from autograder.grading.run_checks import CheckResult
+from autograder.submission.sandboxed import CellOutcome
+from autograder.textsafe import clean, md_block, md_inline, xml_text
 
 #: Cells listed one by one in results.json and the feedback (a notebook may have 200,000).
 MAX_CELLS_LISTED = 200

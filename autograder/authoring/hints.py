@@ -13,8 +13,8 @@ not define yet, such as a constant whose cell still raises).
 
 from __future__ import annotations
 
-from .compare import CheckFailure
-from .namespace import StudentError
+from autograder.authoring.compare import CheckFailure
+from autograder.submission.namespace import StudentError
 
 #: How every "not implemented yet" message ends (StudentError.describe, expect_raises, the checks).
 NOT_IMPLEMENTED = "it is not implemented yet"

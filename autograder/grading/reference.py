@@ -19,10 +19,10 @@ from pathlib import Path
 
 import nbformat
 
-from .assignments import Assignment
-from .namespace import InProcessNamespace
-from .notebooks import is_test_cell, read_notebook
-from .sandbox.codec import Decoder, Encoder
+from autograder.course import Assignment
+from autograder.notebooks import is_test_cell, read_notebook
+from autograder.sandbox.codec import Decoder, Encoder
+from autograder.submission.namespace import InProcessNamespace
 
 SKIP_TAG = "demo"
 _LOADED: dict[tuple[str, str], ReferenceNamespace] = {}

@@ -23,7 +23,7 @@ import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .sandbox.forbid import FORBIDDEN_GROUPS
+from autograder.sandbox.forbid import FORBIDDEN_GROUPS
 
 #: Names that only the static check knows per group (modules, classes, numpy/scipy equivalents).
 EXTRA_NAMES: dict[str, tuple[str, ...]] = {

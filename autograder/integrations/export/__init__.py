@@ -19,7 +19,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
+from autograder.exit_codes import EXIT_GRADER as EXIT_FAILED
+from autograder.exit_codes import EXIT_OK, EXIT_USAGE
 
 #: Packages only the interactive (student, instructor) environment needs, not a grading machine.
 INTERACTIVE_ONLY = {"nbgrader", "jupyterlab", "ipykernel", "nbclient"}
@@ -78,13 +79,13 @@ def selected_ids(course, ids: list[str] | None) -> list[str]:
 
 
 def cmd_student(args) -> int:
-    from .student import export_student
+    from autograder.integrations.export.student import export_student
 
     return _run(lambda: export_student(args.dir, ids=args.ids, private_grader=args.private_grader))
 
 
 def cmd_gradescope(args) -> int:
-    from .gradescope import export_gradescope
+    from autograder.integrations.export.gradescope import export_gradescope
 
     return _run(lambda: export_gradescope(args.zip, assignment_id=args.assignment))
 

@@ -7,7 +7,7 @@
 
 nbgrader still sanitises the submission first (``OverwriteCells`` restores the locked and test
 cells and the hidden tests from the gradebook).  This preprocessor then grades that notebook
-with :func:`autograder.engine.grade_notebook`, as ``python -m autograder grade`` does: the
+with :func:`autograder.grading.grade_notebook.grade_notebook`, as ``python -m autograder grade`` does: the
 student's cells run only in the sandboxed worker, the checks run in this (trusted) process, and
 no kernel is started.  The engine's result is written into the notebook nbgrader saves:
 
@@ -16,7 +16,7 @@ no kernel is started.  The engine's result is written into the notebook nbgrader
   ``SaveAutoGrades`` records as partial credit;
 * every other code cell gets what the sandbox printed while running it, and a cell that raised,
   crashed or hung says so in red (stderr; such cells are not graded, so this costs nothing);
-* when grading itself could not run (:class:`~autograder.engine.GradingError`, problems with the
+* when grading itself could not run (:class:`~autograder.grading.grade_notebook.GradingError`, problems with the
   check files, a check that broke), the affected test cells score 0 with a message that says
   the grader failed, and an error is logged for the instructor: a broken grader never gives
   points silently.  A ``nbgrader autograde ID --student NAME --force`` regrades once fixed.
@@ -77,7 +77,7 @@ class SandboxedExecute(NbGraderPreprocessor):
     ).tag(config=True)
 
     def _course(self):
-        from .assignments import Course, _default_checks_root
+        from autograder.course import Course, _default_checks_root
 
         if not self.course_root:
             course = Course()
@@ -106,7 +106,7 @@ class SandboxedExecute(NbGraderPreprocessor):
         try:
             report = self._grade(nb, assignment, notebook)
         except Exception as exc:  # noqa: BLE001 - a grader failure must never give points
-            from .engine import GradingError
+            from autograder.grading.grade_notebook import GradingError
 
             if isinstance(exc, GradingError):
                 failure = f"grading could not run: {exc}"
@@ -130,7 +130,7 @@ class SandboxedExecute(NbGraderPreprocessor):
     def _grade(self, nb: NotebookNode, assignment: str, notebook: str):
         import nbformat
 
-        from .engine import grade_notebook
+        from autograder.grading.grade_notebook import grade_notebook
 
         course = self._course()
         aid = assignment if assignment in course.assignment_ids() else notebook
@@ -160,7 +160,7 @@ def _is_test_cell(cell) -> bool:
 
 
 def _stream(text: str, name: str = "stdout") -> NotebookNode:
-    from .textsafe import clean
+    from autograder.textsafe import clean
 
     text = clean(text)  # student text: no terminal escapes or bidirectional overrides that could fake a line
     if len(text) > MAX_CELL_OUTPUT:
@@ -187,7 +187,7 @@ def _cell_problems(report, gid: str) -> list[str]:
 
 def test_cell_text(report, gid: str) -> str:
     """The check lines of one test cell, as the engine graded it (hidden checks: name and message only)."""
-    from .incell import format_result
+    from autograder.integrations.incell import format_result
 
     got, total = report.cell_scores().get(gid, (0.0, 0.0))
     lines = [f"{gid}: {got:g} of {_points(total)} (graded in the sandbox by the course's grader)"]
@@ -197,7 +197,7 @@ def test_cell_text(report, gid: str) -> str:
 
 def fill_notebook(nb: NotebookNode, report, *, failure: str | None = None, log=None, where: str = "",
                   regrade: dict | None = None, student_output: bool = True) -> NotebookNode:
-    """Write the engine's ``report`` (a :class:`~autograder.results.GradeReport`) into ``nb``'s outputs.
+    """Write the engine's ``report`` (a :class:`~autograder.grading.reports.GradeReport`) into ``nb``'s outputs.
 
     With ``failure`` (grading could not run) or grader problems, the affected test cells get 0
     and the reason; they never keep points the grader could not vouch for.

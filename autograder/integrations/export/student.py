@@ -5,7 +5,7 @@ What goes in (everything else stays in the instructor's repository):
 - ``assignments/<id>/``: the release notebooks, as nbgrader generated them;
 - ``autograder/``: the grading package without its instructor-only modules, with the public checks
   only (``public.py``, its helpers, ``grading.json``; never ``hidden.py``), and a stub
-  ``autograder/export`` that makes every command but ``check`` say that it needs the instructor's
+  ``autograder/integrations/export`` that makes every command but ``check`` say that it needs the instructor's
   repository;
 - ``data_scripts/``: fetching the data with checksums;
 - generated here: ``pyproject.toml`` and ``environment.yml`` (the instructor repository's runtime
@@ -29,8 +29,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..assignments import REPO_ROOT, Course
-from . import (
+from autograder.course import REPO_ROOT, Course
+from autograder.integrations.export import (
     EXIT_USAGE,
     ExportError,
     data_needs,
@@ -42,14 +42,15 @@ from . import (
 )
 
 #: Modules of the grading package that only instructors use (they are not copied).
-INSTRUCTOR_MODULES = {"authoring.py", "demo.py", "release.py", "nbgrader_plugin.py", "nbgrader_tools.py",
-                      "testing.py"}
+INSTRUCTOR_MODULES = {"authoring/notebook_builder.py", "integrations/demo.py", "integrations/release.py",
+                      "integrations/nbgrader_autograde.py", "integrations/nbgrader_api.py",
+                      "grading/from_source.py"}
 #: Files of an assignment's checks folder that students get (plus what public.py imports from beside it).
 PUBLIC_CHECK_FILES = {"__init__.py", "public.py", "common.py", "grading.json"}
 SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".hypothesis"}
 #: Module docstrings replaced in the export: they describe the instructor's side.
 STUDENT_DOCSTRINGS = {
-    "incell.py": '''Checks run from inside a notebook: your own test cells.
+    "integrations/incell.py": '''Checks run from inside a notebook: your own test cells.
 
 A test cell reads ``check("test_apply_kernel")``: it runs that exercise's public checks in the
 notebook's kernel and prints what was tested and, when a check fails, what was expected against
@@ -332,7 +333,7 @@ def _public_check_files(checks_dir: Path) -> list[Path]:
 def copy_package(repo: Path, dst: Path, ids: list[str]) -> None:
     """The grading package with the public checks of ``ids`` only, and the student stub of ``export``."""
     src = repo / "autograder"
-    top_skip = {src / "export", src / "checks", *(src / name for name in INSTRUCTOR_MODULES)}
+    top_skip = {src / "integrations" / "export", src / "checks", *(src / name for name in INSTRUCTOR_MODULES)}
     _copy_tree(src, dst / "autograder", skip=lambda p: p in top_skip)
     for name, docstring in STUDENT_DOCSTRINGS.items():
         path = dst / "autograder" / name
@@ -348,8 +349,8 @@ def copy_package(repo: Path, dst: Path, ids: list[str]) -> None:
         (checks / checks_dir.name).mkdir()
         for path in _public_check_files(checks_dir):
             shutil.copy2(path, checks / checks_dir.name / path.name)
-    stub = dst / "autograder" / "export" / "__init__.py"
-    stub.parent.mkdir()
+    stub = dst / "autograder" / "integrations" / "export" / "__init__.py"
+    stub.parent.mkdir(parents=True, exist_ok=True)
     stub.write_text(EXPORT_STUB % {"commands": STUDENT_COMMANDS}, encoding="utf-8")
 
 

@@ -11,13 +11,13 @@ import os
 import time
 from pathlib import Path
 
-from .assignments import REPO_ROOT, Assignment, Course, GradingSettings, load_release
-from .namespace import Namespace, SubmissionCrashed
-from .notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
-from .results import GradeReport
-from .runner import run_checks
-from .sandbox.launcher import SandboxConfig, WorkerError
-from .submission import SandboxNamespace
+from autograder.course import REPO_ROOT, Assignment, Course, GradingSettings, load_release
+from autograder.grading.reports import GradeReport
+from autograder.grading.run_checks import run_checks
+from autograder.notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
+from autograder.sandbox.launcher import SandboxConfig, WorkerError
+from autograder.submission.namespace import Namespace, SubmissionCrashed
+from autograder.submission.sandboxed import SandboxNamespace
 
 
 class GradingError(Exception):
@@ -86,7 +86,7 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
 
     ref = None
     if hidden:
-        from .reference import ReferenceError, load_reference
+        from autograder.grading.reference import ReferenceError, load_reference
 
         try:
             ref = load_reference(assignment)

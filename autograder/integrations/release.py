@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .assignments import Course
+from autograder.course import Course
 
 NBGRADER = Path(sys.executable).with_name("nbgrader")
 
