@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.submission import static_check
 from autograder.notebooks import CellToRun
 from autograder.sandbox.launcher import (
     SandboxConfig,
@@ -36,6 +35,7 @@ from autograder.sandbox.launcher import (
     layers_of,
     make_scratch,
 )
+from autograder.submission import static_check
 from autograder.submission.namespace import GraderFault, Namespace, SubmissionCrashed, SubmissionTimeout
 
 #: Restarts one check may cause before its later calls fail at once.
