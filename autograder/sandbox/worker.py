@@ -1,6 +1,6 @@
 """The sandboxed worker: runs a submission's cells, then answers the grader's requests.
 
-Started by :mod:`autograder.sandbox.launcher` inside whatever isolation the machine offers.
+Started by :mod:`autograder.sandbox.worker_process` inside whatever isolation the machine offers.
 It talks to the grader only over two inherited pipe file descriptors (given in
 ``AUTOGRADER_FDS``); the notebook's own prints go to stdout/stderr, which the grader reads
 separately and truncates.  It never imports the checks or the reference.

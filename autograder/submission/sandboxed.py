@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.notebooks import CellToRun
-from autograder.sandbox.launcher import (
+from autograder.records import CellOutcome
+from autograder.sandbox.probe import layers_of
+from autograder.sandbox.worker_process import (
     SandboxConfig,
     SandboxUnavailable,
     Worker,
     WorkerDied,
     WorkerError,
     WorkerTimeout,
-    layers_of,
     make_scratch,
 )
 from autograder.submission import static_check
@@ -43,16 +44,6 @@ RESTARTS_PER_CHECK = 2
 #: A backstop on restarts of one submission (the time limit normally ends them first).
 MAX_RESTARTS = 200
 OUTPUT_KEEP = 32 * 1024
-
-
-@dataclass
-class CellOutcome:
-    label: str
-    origin: str
-    status: str          # "ok", "error", "timeout", "crashed", "skipped"
-    message: str = ""
-    seconds: float = 0.0
-    output: str = ""     # what the cell printed (stdout and stderr, cut at 32 KB)
 
 
 def _text(value, limit: int) -> str:

@@ -18,8 +18,8 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder.grading.grade_notebook import grade_notebook
-from autograder.sandbox import launcher
-from autograder.sandbox.launcher import machine_protections, strong_isolation
+from autograder.sandbox import worker_process
+from autograder.sandbox.probe import machine_protections, strong_isolation
 
 from .conftest import CORRECT, FULL_SCORE, WRONG, by_name
 
@@ -62,7 +62,7 @@ def test_student_code_cannot_create_user_namespaces(make_submission, grade):
 def test_a_replacement_worker_is_never_weaker_than_the_first(make_submission, fixture_course, monkeypatch):
     """The first worker starts with every layer; after a crash no replacement can: the rest is the grader's error."""
     launched = []
-    real_launch = launcher.Worker._launch
+    real_launch = worker_process.Worker._launch
 
     def launch(self, probe, user, use_bwrap, require):
         launched.append((user is not None, use_bwrap))
@@ -71,7 +71,7 @@ def test_a_replacement_worker_is_never_weaker_than_the_first(make_submission, fi
             user, use_bwrap = None, False        # ... and the sandbox user and bubblewrap
         return real_launch(self, probe, user, use_bwrap, require)
 
-    monkeypatch.setattr(launcher.Worker, "_launch", launch)
+    monkeypatch.setattr(worker_process.Worker, "_launch", launch)
     crash = new_code_cell("import os\nos._exit(1)")
     report = grade_notebook(make_submission(extra_cells=[(2, crash)]), course=fixture_course, threads=1)
     assert launched[0][1] is True

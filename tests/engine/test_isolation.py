@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.sandbox.launcher import strong_isolation
+from autograder.sandbox.probe import strong_isolation
 
 from .conftest import by_name
 
@@ -59,18 +59,18 @@ def test_a_sandbox_that_cannot_start_fails_closed_unless_weaker_isolation_is_acc
         make_submission, grade, monkeypatch, capfd):
     """A machine whose bubblewrap breaks grades nobody without the sandbox, unless the instructor opts in."""
     from autograder.grading.grade_notebook import GradingError
-    from autograder.sandbox import launcher
+    from autograder.sandbox import probe, worker_process
 
     if not strong_isolation()[0]:
         pytest.skip("this machine has no bubblewrap sandbox to break")
-    monkeypatch.setattr(launcher, "_PROBED", {})  # a private probe, so other tests keep the real one
-    real_args = launcher.Worker._bwrap_args
-    monkeypatch.setattr(launcher.Worker, "_bwrap_args", lambda self: real_args(self) + ["--no-such-option"])
-    monkeypatch.delenv(launcher.ALLOW_WEAK_ENV, raising=False)
+    monkeypatch.setattr(probe, "_PROBED", {})  # a private probe, so other tests keep the real one
+    real_args = worker_process.Worker._bwrap_args
+    monkeypatch.setattr(worker_process.Worker, "_bwrap_args", lambda self: real_args(self) + ["--no-such-option"])
+    monkeypatch.delenv(worker_process.ALLOW_WEAK_ENV, raising=False)
     with pytest.raises(GradingError, match="could not start"):
         grade(make_submission())
 
-    monkeypatch.setenv(launcher.ALLOW_WEAK_ENV, "1")
+    monkeypatch.setenv(worker_process.ALLOW_WEAK_ENV, "1")
     report = grade(make_submission())
     assert report.score == report.max_score > 0
     assert report.protections["bubblewrap"] is False
@@ -83,7 +83,7 @@ def test_a_sandbox_that_cannot_start_fails_closed_unless_weaker_isolation_is_acc
 def test_weights_in_a_private_folder_are_made_readable_to_the_sandbox(make_submission, grade, tmp_path,
                                                                       monkeypatch):
     """A TORCH_HOME under a 0700 folder (pytest's own temporary folders are) must not weaken the sandbox."""
-    from autograder.sandbox import launcher
+    from autograder.sandbox import probe
 
     if not strong_isolation()[0]:
         pytest.skip("this machine has no bubblewrap sandbox")
@@ -94,7 +94,7 @@ def test_weights_in_a_private_folder_are_made_readable_to_the_sandbox(make_submi
     weights.write_bytes(b"x")
     weights.chmod(0o600)
     monkeypatch.setenv("TORCH_HOME", str(private / "torch"))
-    monkeypatch.setattr(launcher, "_PROBED", {})  # a private probe, so other tests keep the real one
+    monkeypatch.setattr(probe, "_PROBED", {})  # a private probe, so other tests keep the real one
     report = grade(make_submission())
     assert report.protections["bubblewrap"] is True, report.protections
     assert "machine" not in report.protections, report.protections
