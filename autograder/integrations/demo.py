@@ -3,10 +3,10 @@
 1. generate every release from ``solutions/`` (``nbgrader generate_assignment``, recorded in
    the gradebook) and release it to a local exchange;
 2. a small class fetches the assignments and submits realistic work: the reference, a blank
-   release, partly correct notebooks built from the wrong implementations in
-   ``tests/submissions/``, a corrupted notebook, one with an infinite loop, and two attacks: a
-   student who rebinds ``check`` in a solution cell to return full points (what scored full
-   marks when nbgrader ran the test cells in the student's kernel) and a fork bomb;
+   release, partly correct notebooks built from the wrong and alternative answers the package
+   owns (:mod:`autograder.integrations.demo_submissions`), a corrupted notebook, one with an
+   infinite loop, and two attacks: a student who rebinds ``check`` in a solution cell to return
+   full points (what scored full marks when nbgrader ran the test cells in the student's kernel) and a fork bomb;
 3. ``nbgrader collect`` and ``nbgrader autograde`` into the SQLite gradebook, graded by the
    sandboxed engine (``nbgrader_config.py``: :class:`autograder.integrations.nbgrader_autograde.SandboxedExecute`),
    HTML feedback (hidden tests stripped), a CSV export, and a table of students x assignments,
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import io
 import json
 import shutil
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from autograder.authoring.notebook_builder import fill_answers, solution_sources
 from autograder.course import Course
+from autograder.integrations import demo_submissions
 from autograder.integrations.nbgrader_api import nbgrader_api
 from autograder.notebooks import grade_id
 
@@ -101,15 +101,10 @@ def _why(course: Course, aid: str, student: str) -> str:
     return ""
 
 
-def load_submissions(course: Course, assignment_id: str) -> dict:
-    """Wrong and alternative answers of ``tests/submissions/a<id>.py`` (``WRONG``/``ALTERNATIVE`` dicts)."""
-    path = course.root / "tests" / "submissions" / f"a{assignment_id}.py"
-    if not path.exists():
-        return {"WRONG": {}, "ALTERNATIVE": {}}
-    spec = importlib.util.spec_from_file_location(f"demo_submissions_{assignment_id}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {"WRONG": getattr(module, "WRONG", {}), "ALTERNATIVE": getattr(module, "ALTERNATIVE", {})}
+def load_submissions(assignment_id: str) -> dict:
+    """Wrong and alternative answers of ``assignment_id`` (``WRONG``/``ALTERNATIVE`` dicts; see
+    :mod:`autograder.integrations.demo_submissions`)."""
+    return demo_submissions.load(assignment_id)
 
 
 def student_notebook(student: str, course: Course, aid: str, release,
@@ -143,7 +138,7 @@ def student_notebook(student: str, course: Course, aid: str, release,
         answers["conv1d_loops"] = "def conv1d_loops(x, weight, bias=None, stride=1, padding=0):\n    while True:\n        pass"
         return fill_answers(release, answers)
     answers = dict(reference)
-    subs = load_submissions(course, aid)
+    subs = load_submissions(aid)
     wrong = list(subs["WRONG"].values())
     if student == "bruno":
         for mutant in wrong[0::3]:

@@ -1,4 +1,6 @@
-"""Wrong and alternative answers for 01_apply_kernel, for the demo course (``autograder/integrations/demo.py``).
+"""Wrong and alternative answers for 01_apply_kernel, from which the demo's data is built
+(``autograder/integrations/demo_submissions/01_apply_kernel.json``,
+rewritten by ``python -m tests.submissions.build``).
 
 Built from the variants of ``tests/assignments/test_01_apply_kernel.py`` (not copied):
 
@@ -12,15 +14,9 @@ Every source is a whole answer cell, with the imports it uses.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the demo loads this file by path
-    sys.path.insert(0, str(ROOT))
-
-from tests.assignments import test_01_apply_kernel as t01  # noqa: E402
-from tests.submissions.answers import answer_cell, interleaved  # noqa: E402
+from tests.assignments import test_01_apply_kernel as t01
+from tests.submissions.answers import answer_cell, interleaved
 
 
 def slug(label: str) -> str:

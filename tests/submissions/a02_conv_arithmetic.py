@@ -1,4 +1,6 @@
-"""Wrong and alternative answers for 02_conv_arithmetic, for the demo course (``autograder/integrations/demo.py``).
+"""Wrong and alternative answers for 02_conv_arithmetic, from which the demo's data is built
+(``autograder/integrations/demo_submissions/02_conv_arithmetic.json``,
+rewritten by ``python -m tests.submissions.build``).
 
 Built from ``tests/assignments/test_02_conv_arithmetic.py`` (not copied): the wrong versions are its
 ``*_WRONG`` dicts (label -> (source, checks that must fail)); the alternatives are the sources it passes
@@ -15,15 +17,9 @@ from __future__ import annotations
 
 import ast
 import inspect
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the demo loads this file by path
-    sys.path.insert(0, str(ROOT))
-
-from tests.assignments import test_02_conv_arithmetic as t02  # noqa: E402
-from tests.submissions.answers import answer_cell, defined_function, interleaved  # noqa: E402
+from tests.assignments import test_02_conv_arithmetic as t02
+from tests.submissions.answers import answer_cell, defined_function, interleaved
 
 
 def _wrong_by_function() -> dict[str, list[tuple[str, str]]]:

@@ -1,4 +1,6 @@
-"""Wrong and alternative answers for 03_unfold, for the demo course (``autograder/integrations/demo.py``).
+"""Wrong and alternative answers for 03_unfold, from which the demo's data is built
+(``autograder/integrations/demo_submissions/03_unfold.json``,
+rewritten by ``python -m tests.submissions.build``).
 
 Built from the ``WRONG`` and ``CORRECT`` variants of ``tests/assignments/test_03_unfold.py`` (not copied):
 
@@ -12,15 +14,8 @@ student's own ``im2col``, as a student may: it needs a working im2col in the not
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the demo loads this file by path
-    sys.path.insert(0, str(ROOT))
-
-from tests.assignments import test_03_unfold as t03  # noqa: E402
-from tests.submissions.answers import answer_cell, interleaved  # noqa: E402
+from tests.assignments import test_03_unfold as t03
+from tests.submissions.answers import answer_cell, interleaved
 
 _BY_FUNCTION: dict[str, list] = {}
 for _variant in t03.WRONG:

@@ -1,5 +1,6 @@
-"""The demo's submissions (``tests/submissions/a<id>.py``): every WRONG answer loses points, every
-ALTERNATIVE gets full marks, and each is a whole answer cell of its assignment.
+"""The demo's submissions, the data the package owns (``autograder/integrations/demo_submissions/<id>.json``):
+every WRONG answer loses points, every ALTERNATIVE gets full marks, each is a whole answer cell of its
+assignment, and the data is what ``tests/submissions/a<id>.py`` builds from the tests' variants.
 
 A pytest session per ``check_code`` call is the main cost, so the answers are graded in batches:
 batch ``i`` holds the ``i``-th answer of every cell at once. That is sound because each check calls
@@ -20,11 +21,13 @@ import pytest
 from autograder.course import Course
 from autograder.grading.from_source import check_code
 from autograder.grading.reference import load_reference
+from autograder.integrations import demo_submissions
 from autograder.integrations.demo import load_submissions
-from tests.submissions import a01_apply_kernel, a02_conv_arithmetic, a03_unfold
+from tests.submissions import build
 
-MODULES = {"01_apply_kernel": a01_apply_kernel, "02_conv_arithmetic": a02_conv_arithmetic, "03_unfold": a03_unfold}
 KINDS = ("WRONG", "ALTERNATIVE")
+# What the demo submits: the package's data, not the test modules it is built from.
+MODULES = {aid: types.SimpleNamespace(**load_submissions(aid)) for aid in build.MODULES}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -135,7 +138,9 @@ def test_every_function_has_three_mistakes_taking_turns(aid):
 
 
 @pytest.mark.parametrize("aid", MODULES)
-def test_demo_loads_the_submissions(aid):
-    subs = load_submissions(Course(), aid)
-    assert subs["WRONG"] == MODULES[aid].WRONG
-    assert subs["ALTERNATIVE"] == MODULES[aid].ALTERNATIVE
+def test_the_demo_data_is_built_from_the_tests_variants(aid):
+    """No hand-edited copy: the package's file is exactly what the tests' variants give
+    (``python -m tests.submissions.build`` rewrites it)."""
+    assert demo_submissions.path_of(aid).read_text(encoding="utf-8") == build.text(aid), \
+        "run: python -m tests.submissions.build"
+    assert MODULES[aid].WRONG and MODULES[aid].ALTERNATIVE
