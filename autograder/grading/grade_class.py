@@ -39,8 +39,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.course import REPO_ROOT, Course
+from autograder.course import REPO_ROOT, Course, GradingSettings
 from autograder.exit_codes import EXIT_GRADER, EXIT_OK, EXIT_USAGE
+from autograder.files import write_atomic
 from autograder.textsafe import csv_cell, one_line, safe_text
 
 CSV_NAME = "grades.csv"
@@ -262,14 +263,6 @@ def _number(value) -> float:
     return float(value) if type(value) in (int, float) else 0.0
 
 
-def write_atomic(path: Path, text: str) -> None:
-    from autograder.grading.reports import (
-        write_atomic as write,  # imports torch: only when there is something to write
-    )
-
-    write(path, text)
-
-
 def write_csv(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -286,7 +279,7 @@ def _task(job: Job, course: Course, threads: int | None, with_content: bool) -> 
     try:
         limit = course.get(job.assignment).settings.total_timeout + HARD_LIMIT_MARGIN
     except KeyError:
-        limit = 900.0 + HARD_LIMIT_MARGIN
+        limit = GradingSettings().total_timeout + HARD_LIMIT_MARGIN
     env = {k: os.environ[k] for k in ("CNN_COURSE_ROOT", "CNN_COURSE_CHECKS") if os.environ.get(k)}
     task = {"student": job.student, "assignment": job.assignment, "path": str(job.path), "sha256": job.sha256,
             "threads": threads, "timeout": limit, "problem": job.problem, "env": env}

@@ -5,6 +5,10 @@ code cells in a fresh namespace of its own (trusted) process.  Test cells and ce
 ``demo`` (experiments, plots, timings, training runs) are skipped; expensive derived values
 (a trained model's accuracy, say) go through :meth:`ReferenceNamespace.memo`, cached on
 disk under a key that includes the content hash of the notebook and of the checks.
+
+What the reference raises is the grader's problem, never the student's: its errors arrive as
+:class:`ReferenceFault` (a :class:`StudentError`, so a check that expects the reference to raise
+still catches it), which the check runner reports as the check's own failure.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import Assignment
+from autograder.files import write_atomic
 from autograder.notebooks import is_test_cell, read_notebook
 from autograder.sandbox.codec import Decoder, Encoder
-from autograder.submission.namespace import InProcessNamespace
+from autograder.submission.namespace import (
+    ForbiddenAPIUsed,
+    InProcessNamespace,
+    StudentError,
+    SubmissionCrashed,
+)
 
 SKIP_TAG = "demo"
 _LOADED: dict[tuple[str, str], ReferenceNamespace] = {}
@@ -57,12 +67,38 @@ def cache_root(assignment: Assignment) -> Path:
     return Path(base) if base else assignment.course.root / ".autograder_cache"
 
 
+class ReferenceFault(StudentError):
+    """The reference solution raised, or lacks a name a check asked for: a problem of the check, not the student's.
+
+    A :class:`StudentError` so that a check expecting the reference to raise (``except StudentError``)
+    keeps working; uncaught, the runner reports the check as the grader's error.
+    """
+
+    def describe(self) -> str:
+        what = self.what or "code"
+        if self.type_name == "NameError" and "is not defined" in self.message:
+            return f"the reference solution has no {what}: {self.message} (a mistake in the check?)"
+        return f"the reference solution's {what} raised {self.type_name}: {self.message}"
+
+
 class ReferenceNamespace(InProcessNamespace):
-    """The reference, in-process, with an on-disk memo for expensive values."""
+    """The reference, in-process, with an on-disk memo for expensive values; its errors are :class:`ReferenceFault`."""
 
     def __init__(self, namespace: dict, cache_dir: Path):
         super().__init__(namespace, label="reference")
         self.cache_dir = cache_dir
+
+    def _request(self, op: str, what: str, timeout: float | None = None, max_reply: int | None = None, **fields):
+        try:
+            return super()._request(op, what, timeout, max_reply, **fields)
+        except ReferenceFault:
+            raise
+        except StudentError as err:
+            raise ReferenceFault({"type": err.type_name, "mro": err.mro, "message": err.message,
+                                  "traceback": err.traceback}, err.what) from None
+        except (ForbiddenAPIUsed, SubmissionCrashed) as err:
+            name = type(err).__name__
+            raise ReferenceFault({"type": name, "mro": [name], "message": str(err)}, what) from None
 
     def memo(self, key: str, compute):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
@@ -83,13 +119,9 @@ class ReferenceNamespace(InProcessNamespace):
 
         enc = Encoder(no_handles)
         tree = enc.encode(value)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp_blob = blob_path.with_suffix(f".bin.tmp{os.getpid()}")
-        tmp_meta = meta_path.with_suffix(f".json.tmp{os.getpid()}")
-        tmp_blob.write_bytes(b"".join(enc.blobs))
-        tmp_meta.write_text(json.dumps({"tree": tree, "sizes": [len(b) for b in enc.blobs]}))
-        os.replace(tmp_blob, blob_path)
-        os.replace(tmp_meta, meta_path)
+        # The blob first: a reader only trusts a value whose meta file exists (and it is written last).
+        write_atomic(blob_path, b"".join(enc.blobs))
+        write_atomic(meta_path, json.dumps({"tree": tree, "sizes": [len(b) for b in enc.blobs]}))
         return Decoder(enc.blobs).decode(tree)
 
 

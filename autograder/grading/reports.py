@@ -1,197 +1,21 @@
-"""A graded submission and its reports: Gradescope ``results.json``, JUnit XML, Markdown feedback.
+"""A graded submission's reports, written to files: Gradescope ``results.json``, JUnit XML, Markdown feedback.
 
-Scores are sums of check points; manually graded answers appear as zero-point entries that
-say a person will grade them.  Hidden checks keep their messages short (shapes, the largest
-difference) and are marked ``after_published`` for Gradescope.
+The records themselves (:class:`GradeReport`, :class:`CheckResult`, :class:`CellOutcome`) and
+their renderings live in :mod:`autograder.records` (the standard library only); this module
+writes them, each file atomically (:func:`autograder.files.write_atomic`), and combines the
+reports of a folder of notebooks into one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from autograder.grading.run_checks import CheckResult
-from autograder.submission.sandboxed import CellOutcome
-from autograder.textsafe import clean, md_block, md_inline, xml_text
+from autograder.files import write_atomic
+from autograder.records import MAX_CELLS_LISTED, VISIBILITY, CellOutcome, CheckResult, GradeReport
 
-#: Cells listed one by one in results.json and the feedback (a notebook may have 200,000).
-MAX_CELLS_LISTED = 200
-
-VISIBILITY = {"public": "visible", "hidden": "after_published"}
-
-
-@dataclass
-class GradeReport:
-    submission: str
-    assignment: str | None
-    results: list[CheckResult] = field(default_factory=list)
-    manual: list[tuple[str, float, str]] = field(default_factory=list)
-    cells: list[CellOutcome] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)     # problems that zeroed the whole submission
-    grader_problems: list[str] = field(default_factory=list)
-    protections: dict = field(default_factory=dict)
-    execution_time: float = 0.0
-    student_output: str = ""
-    flags: list[str] = field(default_factory=list)      # code that hides what it calls: for the instructor
-    weak_isolation: str = ""                             # set when the instructor accepted weaker isolation
-
-    @property
-    def score(self) -> float:
-        return round(sum(r.points for r in self.results), 6)
-
-    @property
-    def max_score(self) -> float:
-        return round(sum(r.max_points for r in self.results), 6)
-
-    def cell_scores(self) -> dict[str, tuple[float, float]]:
-        out: dict[str, tuple[float, float]] = {}
-        for r in self.results:
-            got, total = out.get(r.cell, (0.0, 0.0))
-            out[r.cell] = (got + r.points, total + r.max_points)
-        return out
-
-    def bad_cells(self) -> list[CellOutcome]:
-        return [c for c in self.cells if c.status != "ok"]
-
-    def summary(self) -> str:
-        """For the terminal: student text has no control characters (no escape sequences)."""
-        lines = [f"{self.assignment or '?'}: {self.score:g} / {self.max_score:g} points"]
-        if self.weak_isolation:
-            lines.append(f"WARNING: graded with weaker isolation, accepted by the instructor: {self.weak_isolation}")
-        lines += [f"ERROR: {e}" for e in self.errors]
-        lines += [f"Note: {n}" for n in self.notes]
-        bad = self.bad_cells()
-        for c in bad[:MAX_CELLS_LISTED]:
-            lines.append(f"Cell '{c.label}' ({c.origin}): {c.status}: {c.message}")
-        if len(bad) > MAX_CELLS_LISTED:
-            lines.append(f"... and {len(bad) - MAX_CELLS_LISTED} more cells that did not run cleanly")
-        if self.grader_problems:
-            lines.append("The grader had a problem with some checks (not your fault; your instructor has been told):")
-            lines += [f"  {p.splitlines()[0] if p else ''}" for p in self.grader_problems]
-        if self.flags:
-            lines.append("Flagged for the instructor (code that hides what it calls):")
-            lines += [f"  {f}" for f in self.flags[:20]]
-        return "\n".join(clean(line, 2000) for line in lines)
-
-    # -- Gradescope ------------------------------------------------------------------
-    def to_gradescope(self) -> dict:
-        tests = []
-        for i, r in enumerate(self.results, 1):
-            output = clean(r.message, 4000)
-            if not r.passed and r.hint:
-                output += f"\nHint: {r.hint}"
-            tests.append({"name": f"{r.cell}: {r.name}", "number": str(i), "score": r.points,
-                          "max_score": r.max_points, "status": "passed" if r.passed else "failed",
-                          "output": output, "visibility": VISIBILITY.get(r.visibility, "after_published"),
-                          "tags": [r.kind, r.cell, r.visibility]})
-        for gid, points, first_line in self.manual:
-            tests.append({"name": f"{gid}: written answer", "score": 0.0, "max_score": 0.0, "status": "passed",
-                          "output": f"This answer ({points:g} points) is graded by a person; "
-                                    f"its points are not included yet. {first_line}".strip(),
-                          "visibility": "visible", "tags": ["manual", gid]})
-        return {
-            "score": self.score,
-            "max_score": self.max_score,
-            "execution_time": round(self.execution_time, 3),
-            "output": clean(self.summary(), 20000),
-            "stdout_visibility": "hidden",
-            "tests": tests,
-            "extra_data": {
-                "assignment": self.assignment,
-                "submission": self.submission,
-                "cells": {k: {"score": v[0], "max_score": v[1]} for k, v in self.cell_scores().items()},
-                "manual_points_pending": sum(p for _, p, _ in self.manual),
-                "cell_outcomes": [{k: v for k, v in asdict(c).items() if k != "output"}
-                                  for c in self.bad_cells()[:MAX_CELLS_LISTED]],
-                "cells_run": len(self.cells),
-                "cells_not_ok": len(self.bad_cells()),
-                "protections": self.protections,
-                "grader_problems": [clean(p, 4000) for p in self.grader_problems],
-                "flags": [clean(f, 500) for f in self.flags[:50]],
-                "weak_isolation": self.weak_isolation,
-            },
-        }
-
-    # -- JUnit -----------------------------------------------------------------------
-    def to_junit(self) -> str:
-        suite = ET.Element("testsuite", name=self.assignment or "submission", tests=str(len(self.results)),
-                           failures=str(sum(r.status == "failed" for r in self.results)),
-                           errors=str(sum(r.status == "error" for r in self.results)),
-                           time=f"{self.execution_time:.3f}")
-        for r in self.results:
-            case = ET.SubElement(suite, "testcase", classname=f"{self.assignment}.{r.cell}", name=r.name,
-                                 time=f"{r.seconds:.3f}")
-            ET.SubElement(case, "properties").extend([
-                ET.Element("property", name="points", value=f"{r.points:g}"),
-                ET.Element("property", name="max_points", value=f"{r.max_points:g}"),
-                ET.Element("property", name="visibility", value=r.visibility),
-            ])
-            if r.status == "failed":
-                ET.SubElement(case, "failure", message=r.message.splitlines()[0][:300] if r.message else "failed").text = r.message
-            elif r.status == "error":
-                ET.SubElement(case, "error", message="the check itself failed").text = r.message
-        if self.errors:
-            ET.SubElement(suite, "system-err").text = "\n".join(self.errors)
-        for element in suite.iter():  # student text: only characters XML 1.0 accepts, capped
-            element.text = xml_text(element.text, 4000) if element.text is not None else None
-            for key, value in element.attrib.items():
-                element.attrib[key] = xml_text(value, 300)
-        return ET.tostring(suite, encoding="unicode")
-
-    # -- Markdown feedback -----------------------------------------------------------
-    def to_markdown(self) -> str:
-        """Feedback in Markdown: student text is escaped (one line) or fenced (messages), never rendered."""
-        lines = [f"# Feedback: {md_inline(self.assignment or self.submission)}", "",
-                 f"**Score: {self.score:g} / {self.max_score:g}** (autograded)", ""]
-        if self.weak_isolation:
-            lines += [f"> **Warning:** graded with weaker isolation: {md_inline(self.weak_isolation)}", ""]
-        if self.manual:
-            lines += [f"Written answers worth {sum(p for _, p, _ in self.manual):g} more points are graded by a person.", ""]
-        for e in self.errors:
-            lines += [f"> **Problem:** {md_inline(e, 1000)}", ""]
-        for n in self.notes:
-            lines += [f"> Note: {md_inline(n, 1000)}", ""]
-        bad_cells = self.bad_cells()
-        if bad_cells:
-            lines += ["## Cells that did not run cleanly", ""]
-            lines += [f"- {md_inline(c.label, 80)} ({md_inline(c.origin, 20)}): **{md_inline(c.status, 20)}** — "
-                      f"{md_inline(c.message, 500)}" for c in bad_cells[:MAX_CELLS_LISTED]]
-            if len(bad_cells) > MAX_CELLS_LISTED:
-                lines.append(f"- ... and {len(bad_cells) - MAX_CELLS_LISTED} more")
-            lines.append("")
-        lines += ["## Points per exercise", "", "| test cell | points |", "|---|---|"]
-        lines += [f"| {md_inline(cell, 80)} | {got:g} / {total:g} |" for cell, (got, total) in self.cell_scores().items()]
-        lines += ["", "## Checks", ""]
-        for r in self.results:
-            mark = "✅" if r.passed else "❌"
-            tag = " (hidden check)" if r.visibility == "hidden" else ""
-            lines.append(f"- {mark} {md_inline(r.name, 120)}{tag} — {r.points:g}/{r.max_points:g} [{md_inline(r.kind, 30)}]")
-            if not r.passed:
-                lines += md_block("\n".join(r.message.splitlines()[:10]), 3000, indent="    ")
-                if r.hint:
-                    lines.append(f"    Hint: {md_inline(r.hint, 500)}")
-        return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path | str, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["MAX_CELLS_LISTED", "VISIBILITY", "CellOutcome", "CheckResult", "GradeReport", "combine",
+           "write_atomic", "write_reports"]
 
 
 def write_reports(report: GradeReport, results: Path | None = None, junit: Path | None = None,

@@ -146,12 +146,12 @@ def test_results_json_is_written_atomically(tmp_path):
     class Boom(Exception):
         pass
 
-    with mock.patch("autograder.grading.reports.os.fsync", side_effect=Boom("disk full")), pytest.raises(Boom):
+    with mock.patch("autograder.files.os.fsync", side_effect=Boom("disk full")), pytest.raises(Boom):
         write_atomic(target, json.dumps({"score": 1000}) * 1000)
     assert json.loads(target.read_text()) == {"score": 5}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
 
-    with mock.patch("autograder.grading.reports.os.replace", side_effect=Boom("crash before rename")), pytest.raises(Boom):
+    with mock.patch("autograder.files.os.replace", side_effect=Boom("crash before rename")), pytest.raises(Boom):
         write_atomic(target, "{half")
     assert json.loads(target.read_text()) == {"score": 5}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
