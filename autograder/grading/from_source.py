@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from autograder.course import Course
 from autograder.grading.reference import load_reference
-from autograder.grading.run_checks import CheckResult, run_checks
+from autograder.grading.run_checks import run_checks
+from autograder.records import CheckResult
 from autograder.submission.namespace import InProcessNamespace
 
 

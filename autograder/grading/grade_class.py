@@ -17,9 +17,14 @@ is unchanged (``--force`` regrades everything; failed gradings are always retrie
 each task is :func:`grade_submission`, which receives the notebook's bytes (no shared
 filesystem needed for submissions; the workers need the course and this package).
 
+A submission some of whose checks broke (the grader's problem: ``grade`` exits 3 and lists them in
+``grader_problems``) keeps its results, the student's other points included, with the status
+``grader_problem`` in the table: the instructor fixes the check and runs again (it is regraded).
+
 Exit codes: 0 grading completed (whatever the scores, failed submissions included as zero),
 2 bad usage, 3 grading itself could not run (the cluster cannot be reached, or the grader
-reported that it could not run for some submission: broken reference, sandbox would not start).
+reported that it could not run for some submission: broken reference, sandbox would not start)
+or some checks broke for some submission.
 """
 
 from __future__ import annotations
@@ -114,8 +119,9 @@ def grade_submission(task: dict) -> dict:
     ``task``: student, assignment, path, sha256, threads (None: decide here), timeout (seconds),
     problem (grade nothing, record it), env (extra environment, e.g. the course's location) and
     optionally content (the notebook's bytes, written to a scratch folder: for remote workers).
-    Returns the Gradescope results dict, with student, content_sha256 and class_status
-    ("graded" or "error") added to ``extra_data``.
+    Returns the Gradescope results dict, with student, content_sha256 and class_status added to
+    ``extra_data``: "graded", "grader_problem" (graded, but some checks broke: the student's other
+    points stand and the instructor must look, see ``grader_problems``) or "error" (not graded).
     """
     start = time.monotonic()
     if task.get("problem"):
@@ -126,7 +132,8 @@ def grade_submission(task: dict) -> dict:
     extra["student"] = task["student"]
     extra["submission"] = task["path"]
     extra["content_sha256"] = task["sha256"]
-    extra["class_status"] = "error" if "grading_error" in extra else "graded"
+    extra["class_status"] = ("error" if "grading_error" in extra
+                             else "grader_problem" if extra.get("grader_problems") else "graded")
     extra["wall_seconds"] = round(time.monotonic() - start, 3)
     return results
 
@@ -154,15 +161,18 @@ def _grade_in_subprocess(task: dict) -> dict:
                 proc.kill()
                 proc.wait()
                 return error_results(task, f"grading did not finish within {task['timeout']:g} s and was stopped")
-        if rc == 0:
+        if rc == EXIT_OK:
             try:
-                results = json.loads(out.read_text())
-                if not isinstance(results, dict) or "score" not in results:
-                    raise ValueError("no score in the results")
-                return results
+                return _read_results(out)
             except (OSError, ValueError) as exc:
                 return error_results(task, f"the grader wrote no usable results ({exc})\n{_tail(log)}", kind="grader")
-        if rc == 3:
+        if rc == EXIT_GRADER:
+            try:
+                results = _read_results(out)
+            except (OSError, ValueError):
+                results = None
+            if results is not None and (results.get("extra_data") or {}).get("grader_problems"):
+                return results  # graded, but some checks broke: kept, and marked for the instructor
             return error_results(task, f"grading itself could not run (not the student's fault)\n{_tail(log)}",
                                  kind="grader")
         if rc < 0:
@@ -176,6 +186,13 @@ def _grade_in_subprocess(task: dict) -> dict:
         return error_results(task, f"grading failed: {type(exc).__name__}: {exc}", kind="grader")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_results(path: Path) -> dict:
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict) or "score" not in results:
+        raise ValueError("no score in the results")
+    return results
 
 
 # -- finding the submissions --------------------------------------------------------------
@@ -256,7 +273,8 @@ def _row(job: Job, results: dict) -> dict:
     extra = results.get("extra_data") or {}
     return {"student": job.student, "assignment": job.assignment, "score": f"{_number(results.get('score')):g}",
             "max_score": f"{_number(results.get('max_score')):g}",
-            "status": "error" if extra.get("class_status") == "error" else "graded"}
+            "status": extra.get("class_status") if extra.get("class_status") in ("error", "grader_problem")
+            else "graded"}
 
 
 def _number(value) -> float:
@@ -388,11 +406,14 @@ def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), forc
                 write_atomic(results_path(out, job), json.dumps(results, indent=2) + "\n")
                 rows[job.key] = _row(job, results)
                 extra = results.get("extra_data") or {}
-                if extra.get("grading_error_kind") == "grader":
+                if extra.get("grading_error_kind") == "grader" or extra.get("class_status") == "grader_problem":
                     grader_failures += 1
                 line = f"{job.key}: {rows[job.key]['score']} / {rows[job.key]['max_score']}"
                 if rows[job.key]["status"] == "error":
                     line += f" (ERROR: {str(extra.get('grading_error', '')).splitlines()[0]})"
+                elif rows[job.key]["status"] == "grader_problem":
+                    problems = extra.get("grader_problems") or [""]
+                    line += f" (GRADER PROBLEM, for the instructor: {str(problems[0]).splitlines()[0]})"
                 bar.write(one_line(line, 500), file=sys.stderr)
                 bar.set_postfix_str(job.key, refresh=False)
                 bar.update(1)
@@ -404,7 +425,7 @@ def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), forc
     print(f"graded {len(todo)} in {time.monotonic() - start:.1f} s; {errors} with errors; "
           f"table: {out / CSV_NAME}", file=sys.stderr)
     if grader_failures:
-        print(f"error: grading itself could not run for {grader_failures} submissions (see their results)",
-              file=sys.stderr)
+        print(f"error: grading itself could not run, or some checks broke, for {grader_failures} submissions "
+              f"(status error or grader_problem in {CSV_NAME}; see their results)", file=sys.stderr)
         return EXIT_GRADER
     return EXIT_OK

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from autograder.course import REPO_ROOT, Assignment, Course, GradingSettings, load_release
-from autograder.grading.reports import GradeReport
 from autograder.grading.run_checks import run_checks
 from autograder.notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
+from autograder.records import GradeReport
 from autograder.sandbox.launcher import SandboxConfig, WorkerError
 from autograder.submission.namespace import Namespace, SubmissionCrashed
 from autograder.submission.sandboxed import SandboxNamespace
@@ -25,14 +25,29 @@ class GradingError(Exception):
 
 
 class BrokenSubmission(Namespace):
-    """Stands in for a submission that cannot run: every check fails with the same reason."""
+    """Stands in for a submission that cannot run: every check fails with the same reason.
+
+    It answers what the grading run asks of a :class:`SandboxNamespace` (no cells, no output, no
+    protections), so a broken notebook goes through the same run as any other.
+    """
 
     def __init__(self, reason: str):
         super().__init__(label="your notebook", calls=[], _hung=set())
         self.reason = reason
+        self.outcomes: list = []
+        self.flags: list[str] = []
+        self.unavailable = ""
+        self.protections: dict = {}
+        self.output_log = ""
 
     def _roundtrip(self, request, blobs, timeout, max_reply=None):
         raise SubmissionCrashed(self.reason)
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def default_threads(jobs: int = 1) -> int:
@@ -94,23 +109,20 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
             raise GradingError(f"the reference solution could not be loaded: {exc}") from None
 
     files = [assignment.public_checks] + ([assignment.hidden_checks] if hidden else [])
+    sub: BrokenSubmission | SandboxNamespace
     if problem is not None:
         report.errors.append(problem)
-        sub: Namespace = BrokenSubmission(f"your notebook could not be graded: {problem}")
-        results, problems = run_checks(files, sub, ref, hidden_files={assignment.hidden_checks})
-        report.results, report.grader_problems = results, problems
-        report.execution_time = time.monotonic() - start
-        return report
-
-    cells, notes = cells_to_run(nb, release)
-    report.notes.extend(notes)
-    config = sandbox_config(assignment, threads, **(config_overrides or {}))
-    if not hidden:
-        config.allow_weak = True  # a self-check: the public checks only, on the student's own code and machine
-    sub = SandboxNamespace(config=config, cells=cells, cell_timeout=settings.cell_timeout,
-                           max_restarts=settings.max_restarts, default_timeout=settings.call_timeout,
-                           deadline=time.monotonic() + settings.total_timeout,
-                           files_from=assignment.release_notebook.parent)
+        sub = BrokenSubmission(f"your notebook could not be graded: {problem}")
+    else:
+        cells, notes = cells_to_run(nb, release)
+        report.notes.extend(notes)
+        # A self-check runs the public checks only, on the student's own code and machine: weaker isolation is fine.
+        overrides = {**(config_overrides or {}), **({} if hidden else {"allow_weak": True})}
+        sub = SandboxNamespace(config=sandbox_config(assignment, threads, **overrides), cells=cells,
+                               cell_timeout=settings.cell_timeout, max_restarts=settings.max_restarts,
+                               default_timeout=settings.call_timeout,
+                               deadline=time.monotonic() + settings.total_timeout,
+                               files_from=assignment.release_notebook.parent)
     try:
         try:
             sub.start()
@@ -118,7 +130,9 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
             raise GradingError(f"the sandbox could not start: {exc}") from None
         report.cells = sub.outcomes
         results, problems = run_checks(files, sub, ref, hidden_files={assignment.hidden_checks})
-        report.results, report.grader_problems = results, problems
+        report.results = results
+        # A check that broke is the grader's problem: listed for the instructor (``grade`` exits 3).
+        report.grader_problems = [r.grader_problem for r in results if r.status == "error"] + problems
         if sub.unavailable:
             report.grader_problems.append(f"the sandbox could not be restarted with full protections; "
                                           f"the remaining checks did not run: {sub.unavailable}")

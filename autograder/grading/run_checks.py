@@ -2,9 +2,15 @@
 
 pytest runs in this (trusted) process with a small plugin that provides the ``sub`` and
 ``ref`` fixtures, seeds every check, keeps only the chosen cells and visibility, and turns
-each test's outcome into a :class:`CheckResult`.  Student exceptions and wrong answers
-become short messages; a bug in a check itself is reported as an error, not blamed on
-the student.
+each test's outcome into a :class:`CheckResult`.
+
+Blame: a :class:`CheckFailure` (a wrong answer) and what the student's code raised
+(:class:`StudentError`, :class:`ForbiddenAPIUsed`, a crash or a timeout of a call) are the
+student's: status ``failed``.  Anything else raised while a check runs is the grader's: an
+``AssertionError`` or a ``NameError`` in the check's own code, an error of the reference
+(:class:`ReferenceFault`: it raised, or lacks a name), a fixture, ``pytest.fail``/``skip``, a
+sandbox that could not run (:class:`GraderFault`).  Those get status ``error``, a message that
+says the check itself failed, and the traceback in ``detail`` for the instructor.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +32,8 @@ from hypothesis import HealthCheck, settings
 from autograder.authoring.api import CheckSpec
 from autograder.authoring.compare import CheckFailure
 from autograder.authoring.hints import is_stub_failure
+from autograder.grading.reference import ReferenceFault
+from autograder.records import GRADER_ERROR, CheckResult
 from autograder.submission.namespace import (
     ForbiddenAPIUsed,
     GraderFault,
@@ -43,25 +50,31 @@ settings.register_profile("autograder", derandomize=True, database=None, deadlin
 settings.load_profile("autograder")
 
 MAX_MESSAGE = 4000
-STUDENT_FAILURES = (CheckFailure, AssertionError, StudentError, ForbiddenAPIUsed, SubmissionCrashed)
+#: The student's failures: a wrong answer, or the student's code raised, used a forbidden API, crashed or hung.
+#: (A plain AssertionError is not here: a check reports a wrong answer with CheckFailure, so a bare one is a bug.)
+STUDENT_FAILURES = (CheckFailure, StudentError, ForbiddenAPIUsed, SubmissionCrashed)
+#: Never the student's, even where they subclass a student failure (ReferenceFault is a StudentError).
+GRADER_FAULTS = (GraderFault, ReferenceFault)
 
 
-@dataclass
-class CheckResult:
-    name: str
-    cell: str
-    points: float
-    max_points: float
-    kind: str
-    visibility: str  # "public" or "hidden"
-    status: str      # "passed", "failed" or "error" (the check itself broke)
-    message: str
-    hint: str
-    seconds: float
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside exception groups (hypothesis raises one for a flaky failure), or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
+
+def blame(exc: BaseException, when: str = "call") -> str:
+    """``"failed"`` (the student's) or ``"error"`` (the grader's) for what a check raised during ``when``."""
+    leaves = _leaves(exc)
+    if when != "call" or any(isinstance(e, GRADER_FAULTS) for e in leaves):
+        return "error"
+    return "failed" if all(isinstance(e, STUDENT_FAILURES) for e in leaves) else "error"
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 class _Plugin:
@@ -73,7 +86,7 @@ class _Plugin:
         self.results: list[CheckResult] = []
         self.collect_errors: list[str] = []
         self._started: dict[str, float] = {}
-        self._failure: dict[str, tuple[str, str]] = {}
+        self._failure: dict[str, tuple[str, str, str]] = {}  # nodeid: (status, message, detail)
         self._stubs: set[str] = set()  # checks that failed on a stub: no hint (docs/AUTHORING.md)
 
     def pytest_configure(self, config):
@@ -100,6 +113,9 @@ class _Plugin:
         begin = getattr(type(self._sub), "begin_check", None)  # a class attribute: sub.x is a notebook name
         if begin is not None:
             begin(self._sub, request.node.nodeid)
+        for ns in (self._sub, self._ref):  # each check's grader names in a scope of their own
+            if ns is not None:
+                ns.begin_scope(request.node.nodeid)
         base = self._sub.default_timeout
         if spec is not None and spec.timeout:
             self._sub.default_timeout = spec.timeout
@@ -127,15 +143,20 @@ class _Plugin:
         report = outcome.get_result()
         if call.excinfo is not None and report.failed:
             exc = call.excinfo.value
-            if isinstance(exc, GraderFault):
-                self._failure[item.nodeid] = ("error", f"the grader could not run this check (not your fault): {exc}")
-            elif isinstance(exc, STUDENT_FAILURES) and call.when == "call":
-                self._failure[item.nodeid] = ("failed", (str(exc).strip() or type(exc).__name__)[:MAX_MESSAGE])
-                if is_stub_failure(exc):
+            if blame(exc, call.when) == "failed":
+                student = _leaves(exc)[0]
+                self._failure[item.nodeid] = ("failed", (str(student).strip() or type(student).__name__)[:MAX_MESSAGE],
+                                              "")
+                if is_stub_failure(student):
                     self._stubs.add(item.nodeid)
+            elif isinstance(exc, GraderFault):
+                self._failure[item.nodeid] = ("error", f"the grader could not run this check (not your fault): {exc}",
+                                              f"GraderFault: {exc}")
             else:
-                self._failure[item.nodeid] = ("error", f"the check itself failed ({call.when}): "
-                                                       f"{type(exc).__name__}: {exc}\n{report.longreprtext[-3000:]}")
+                what = f"{type(exc).__name__}: {_first_line(str(exc))}".rstrip(": ")
+                where = "" if call.when == "call" else f" (in its {call.when})"
+                self._failure[item.nodeid] = ("error", f"{GRADER_ERROR}\n(The check{where} raised {what})",
+                                              f"{what}\n{report.longreprtext[-3000:]}")
 
     def pytest_runtest_logstart(self, nodeid, location):
         self._started[nodeid] = time.perf_counter()
@@ -147,16 +168,18 @@ class _Plugin:
         spec: CheckSpec | None = getattr(report, "_check_spec", None)
         if spec is None:
             return
-        status, message = "passed", ""
+        status, message, detail = "passed", "", ""
         if report.failed:
-            status, message = self._failure.get(report.nodeid, ("error", report.longreprtext[-2000:]))
+            status, message, detail = self._failure.get(
+                report.nodeid, ("error", GRADER_ERROR, report.longreprtext[-2000:]))
         elif report.skipped:
-            status, message = "error", f"the check was skipped: {report.longrepr}"
+            status, message, detail = "error", GRADER_ERROR, f"the check was skipped: {report.longrepr}"
         self.results.append(CheckResult(
             name=report.nodeid.split("::")[-1], cell=spec.cell,
             points=spec.points if status == "passed" else 0.0, max_points=spec.points,
             kind=spec.kind, visibility=getattr(report, "_visibility", "public"), status=status, message=message,
-            hint="" if report.nodeid in self._stubs else spec.hint, seconds=time.perf_counter() - self._started.get(report.nodeid, time.perf_counter())))
+            hint="" if report.nodeid in self._stubs else spec.hint, detail=detail,
+            seconds=time.perf_counter() - self._started.get(report.nodeid, time.perf_counter())))
 
 
 def _spec(item) -> CheckSpec | None:

@@ -52,14 +52,15 @@ class HiddenChecksNotRunHere(RuntimeError):
 
 
 def format_result(r, details: bool = True) -> str:
-    mark = "✓" if r.passed else "✗"
+    error = getattr(r, "status", "") == "error"  # the check itself broke: the grader's problem, said in the message
+    mark = "✓" if r.passed else "!" if error else "✗"
     pts = f"{r.max_points:g} pt" + ("" if r.max_points == 1 else "s")
     hidden = "hidden, " if getattr(r, "visibility", "public") == "hidden" else ""
     line = f"  {mark} {r.name} [{hidden}{r.kind}, {pts}]"
     if not r.passed and details:
         for msg_line in r.message.splitlines()[:12]:
             line += f"\n      {msg_line}"
-        if r.hint:
+        if r.hint and not error:
             line += f"\n      Hint: {r.hint}"
     return line
 

@@ -178,7 +178,7 @@ def _points(value: float) -> str:
 
 def _cell_problems(report, gid: str) -> list[str]:
     """Why a test cell's points cannot be trusted: no checks for it, or a check of it that broke."""
-    problems = [f"the check {r.name} itself failed: {r.message.splitlines()[0] if r.message else 'no message'}"
+    problems = [f"the check {r.name} itself failed: {(r.detail or r.message or 'no message').splitlines()[0]}"
                 for r in report.results if r.cell == gid and r.status == "error"]
     if not any(r.cell == gid for r in report.results):
         problems.append(f"no check of the grader belongs to the test cell {gid!r}")
@@ -203,7 +203,9 @@ def fill_notebook(nb: NotebookNode, report, *, failure: str | None = None, log=N
     and the reason; they never keep points the grader could not vouch for.
     """
     regrade = {"assignment": "ID", "student": "NAME", **(regrade or {})}
-    grader_problems = list(report.grader_problems) if report is not None else []
+    # A check that broke costs only its own test cell (see _cell_problems); any other problem, every test cell.
+    own_cell = {r.grader_problem for r in report.results if r.status == "error"} if report is not None else set()
+    grader_problems = [p for p in report.grader_problems if p not in own_cell] if report is not None else []
     if report is not None and grader_problems and log is not None:
         log.error("SandboxedExecute: %s: the grader had problems with the checks; every test cell scores 0:\n%s",
                   where, "\n".join(grader_problems))

@@ -2,7 +2,7 @@
 
 import torch
 
-from autograder.authoring.api import check, expect_tensor
+from autograder.authoring.api import check, expect_equal, expect_tensor
 
 
 @check(cell="test_double", points=2, kind="numerical")
@@ -26,4 +26,4 @@ def test_smooth_matches_reference_without_conv(sub, ref):
 
 @check(cell="test_count", points=0, kind="behaviour", timeout=3)
 def test_count_answers_quickly(sub, ref):
-    assert sub.call("count", 5, timeout=3) == ref.count(5)
+    expect_equal(sub.call("count", 5, timeout=3), ref.count(5), what="count(5)")
