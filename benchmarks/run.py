@@ -129,7 +129,7 @@ def class_throughput(course: Course, aid: str, n: int, work: Path) -> dict:
     a = course.get(aid)
     release = nbformat.read(a.release_notebook, as_version=4)
     reference = solution_sources(nbformat.read(a.solution_notebook, as_version=4))
-    wrong = list(load_submissions(course, aid)["WRONG"].values())
+    wrong = list(load_submissions(aid)["WRONG"].values())
     folder = work / "class"
     for i in range(n):
         answers = dict(reference)

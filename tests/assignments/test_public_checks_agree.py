@@ -20,7 +20,7 @@ def test_in_notebook_public_checks_match_the_self_check(assignment_id, tmp_path)
     a = course.get(assignment_id)
     release = nbformat.read(a.release_notebook, as_version=4)
     answers = solution_sources(nbformat.read(a.solution_notebook, as_version=4))
-    for mutant in list(load_submissions(course, assignment_id)["WRONG"].values())[::4]:
+    for mutant in list(load_submissions(assignment_id)["WRONG"].values())[::4]:
         answers.update(mutant)  # several functions wrong, the rest right
     path = tmp_path / f"{assignment_id}.ipynb"
     nb = fill_answers(release, answers)

@@ -82,7 +82,7 @@ def submissions(course: Course, aid: str) -> dict[str, nbformat.NotebookNode]:
             break
     out = {"reference": fill_answers(release, reference), "blank": release}
     if aid in LIGHT:
-        subs = load_submissions(course, aid)
+        subs = load_submissions(aid)
         wrong = list(subs["WRONG"].values())
         plans = {"wrong_a": wrong[0::3], "wrong_b": wrong[1::4] + list(subs["ALTERNATIVE"].values())[:1],
                  "wrong_c": wrong[2:3]}
