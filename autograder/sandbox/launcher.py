@@ -18,7 +18,9 @@ never weaker than the first one of its submission.
 
 The pieces, one job each: :mod:`.probe` (what the machine offers, cached), :mod:`.users` (the
 sandbox user of this process) and :mod:`.access` (ACL read grants), :mod:`.cgroups`,
-:mod:`.bwrap` (the command line, a pure function) and :mod:`.worker_process` (the :class:`Worker`).
+:mod:`.bwrap` (the command line, a pure function), :mod:`.worker_process` (the :class:`Worker`) and
+:mod:`.zygote` / :mod:`.zygote_server` (warm workers: forked from a zygote that imported torch once,
+inside the same sandbox; a cold start whenever the zygote is not available, said in ``start``).
 This module only re-exports them for the grader.
 """
 

@@ -114,11 +114,38 @@ def group_name() -> str:
     return GROUP
 
 
+_kept: dict[int, int] = {}   # pid -> start time: the zygote and its bubblewrap, spared by reaping
+
+
+def keep_process(pid: int, start_time: int) -> None:
+    """Spare ``pid`` from :func:`reap_user_processes` while it is this very process (same start time)."""
+    _kept[pid] = start_time
+
+
+def release_process(pid: int) -> None:
+    _kept.pop(pid, None)
+
+
+def _is_kept(pid: int) -> bool:
+    if pid not in _kept:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19]) == _kept[pid]
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def processes_of(uid: int) -> list[int]:
-    """Pids whose real uid is ``uid`` (read from /proc; a slot's uid belongs to this process alone)."""
+    """Pids whose real uid is ``uid`` (read from /proc; a slot's uid belongs to this process alone).
+
+    The zygote's processes (:mod:`.zygote`), registered with :func:`keep_process`, are left out.
+    """
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
+            continue
+        if _kept and _is_kept(int(entry.name)):
             continue
         try:
             with open(f"/proc/{entry.name}/status", "rb") as f:

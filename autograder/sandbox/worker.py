@@ -45,16 +45,24 @@ def _kept_text(kept: list[str]) -> str:
 
 
 def main() -> int:
+    return serve(time.perf_counter())
+
+
+def serve(start: float, forked: bool = False) -> int:
+    """Answer the grader on the two pipes named in ``AUTOGRADER_FDS`` until it says shutdown.
+
+    ``forked``: this process was forked from the zygote (:mod:`.zygote_server`), which imported
+    torch without running any of its operations; the thread pools are sized here, as in a fresh one.
+    """
     fd_in, fd_out = (int(x) for x in os.environ["AUTOGRADER_FDS"].split(","))
     for fd in (fd_in, fd_out):
         os.set_inheritable(fd, False)  # a process the student spawns does not get the channel
     os.environ.pop("AUTOGRADER_FDS", None)
     os.environ.setdefault("MPLBACKEND", "Agg")
 
-    from .protocol import ChannelClosed, read_message, write_message
-
-    start = time.perf_counter()
     import torch
+
+    from .protocol import ChannelClosed, read_message, write_message
 
     torch.set_num_threads(_threads())
     try:
@@ -71,7 +79,7 @@ def main() -> int:
     write_message(fd_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
                            "startup_seconds": time.perf_counter() - start,
                            "threads": torch.get_num_threads(), "python": sys.version.split()[0],
-                           "torch": torch.__version__})
+                           "torch": torch.__version__, "forked": forked})
     while True:
         try:
             request, blobs = read_message(fd_in, max_total=2**40)  # the grader's own requests

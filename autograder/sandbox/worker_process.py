@@ -8,10 +8,14 @@ process group and everything in its cgroup (and every process of the sandbox use
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import resource
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import bwrap, users
+from . import bwrap, users, zygote
 from .cgroups import Cgroup
 from .probe import bwrap_path, layers_of, machine_protections, python_trees, strong_isolation, weaker_than
 from .protocol import MAX_REPLY, ChannelClosed, ChannelTimeout, ProtocolError, read_message, write_message
@@ -75,6 +79,7 @@ class Worker:
         self._output_dropped = 0
         self.cgroup: Cgroup | None = None
         self.user: pwd.struct_passwd | None = None
+        self._forked = False
         self._rid = 0
         self._start(require)
 
@@ -138,6 +143,9 @@ class Worker:
                 raise SandboxUnavailable(f"processes of the sandbox user {user.pw_name} could not be stopped")
             os.chown(self.scratch, user.pw_uid, user.pw_gid)
         self.user = user
+        self._forked = False
+        if use_bwrap and user is not None and self._start_warm(probe, user):
+            return
 
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
@@ -145,28 +153,10 @@ class Worker:
         cmd = [sys.executable, "-m", "autograder.sandbox.worker"]
         if use_bwrap:
             cmd = self._bwrap_args() + cmd
-        cgroup = self.cgroup
-
-        def preexec():  # runs in the child, before exec; as root until the privilege drop at the end
-            os.setsid()
-            if cgroup is not None:
-                cgroup.enter()
-            gb = 2**30
-            resource.setrlimit(resource.RLIMIT_AS, (cfg.address_space_gb * gb, cfg.address_space_gb * gb))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (cfg.file_size_mb * 2**20, cfg.file_size_mb * 2**20))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if user is not None:
-                # RLIMIT_NPROC counts threads per real uid and is ignored for root: set it after the drop's uid.
-                resource.setrlimit(resource.RLIMIT_NPROC, (cfg.max_processes * 8, cfg.max_processes * 8))
-                os.setgroups([])
-                os.setgid(user.pw_gid)
-                os.setuid(user.pw_uid)
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     cwd=self.scratch, env=env, pass_fds=(req_r, resp_w), preexec_fn=preexec,
-                                     close_fds=True)
+                                     cwd=self.scratch, env=env, pass_fds=(req_r, resp_w),
+                                     preexec_fn=sandbox_preexec(cfg, self.cgroup, user), close_fds=True)
         os.close(req_r)
         os.close(resp_w)
         self.fd_w, self.fd_r = req_w, resp_r
@@ -200,10 +190,92 @@ class Worker:
         env.update(cfg.extra_env)
         return env
 
-    def _bwrap_args(self) -> list[str]:
+    def _bwrap_args(self, scratch: Path | None = None) -> list[str]:
         cfg = self.config
         readonly = [*python_trees(), *(Path(p) for p in cfg.readonly)]
-        return bwrap.bwrap_args(bwrap_path(), readonly=readonly, hidden=list(cfg.hidden), scratch=self.scratch)
+        return bwrap.bwrap_args(bwrap_path(), readonly=readonly, hidden=list(cfg.hidden),
+                                scratch=scratch or self.scratch)
+
+    # -- warm start: fork from the zygote (see .zygote) ------------------------------------
+    def _start_warm(self, probe: dict, user: pwd.struct_passwd) -> bool:
+        """Fork this worker from the zygote; False (and why, in ``protections["start"]``) to start it cold."""
+        cold = "a fresh interpreter under bubblewrap"
+        if not zygote.warm_enabled():
+            self.protections["start"] = f"{cold} (warm workers are off: {zygote.WARM_ENV}=0)"
+            return False
+        parent = scratch_parent()
+        if self.scratch.parent != parent:
+            self.protections["start"] = f"{cold} (the scratch folder is not the zygote's)"
+            return False
+        args = self._bwrap_args(scratch=parent)
+        env = self._env(-1, -1)
+        for name in ("AUTOGRADER_FDS", "HOME", "TMPDIR", "MPLCONFIGDIR"):
+            env.pop(name, None)
+        cfg = self.config
+        key = (user.pw_uid, probe["cgroup"], cfg.memory_mb, cfg.threads, cfg.max_processes, cfg.file_size_mb,
+               cfg.address_space_gb, tuple(args), tuple(sorted(env.items())))
+        found, why = zygote.zygote_for(key, lambda: self._start_zygote(probe, user, args, env))
+        if found is None:
+            self.protections["start"] = f"{cold} (the warm zygote is not available: {why})"
+            return False
+        self.started = time.monotonic()
+        try:
+            proc = found.fork({k: v for k, v in self._env(-1, -1).items() if k != "AUTOGRADER_FDS"}, self.scratch)
+        except OSError as exc:
+            self.protections["start"] = f"{cold} (the zygote could not fork: {exc})"
+            return False
+        self.proc, self._forked, self.bwrap = proc, True, True
+        self.fd_w, self.fd_r = proc.fds
+        self._reader = threading.Thread(target=self._drain_output, daemon=True)
+        self._reader.start()
+        try:
+            hello, _ = read_message(self.fd_r, time.monotonic() + 60, max_total=1024)
+            if self.cgroup is not None:
+                # Its own memory and process caps, before the grader sends it anything (no student code yet).
+                self.cgroup.add(proc.pid)
+                if proc.pid not in self.cgroup.members():
+                    raise OSError("the forked worker is not in its cgroup")
+        except (ChannelClosed, ChannelTimeout, ProtocolError, OSError) as exc:
+            self.kill()
+            zygote.forget(key, f"a forked worker failed to start ({type(exc).__name__})")
+            self._output = bytearray()
+            self._forked = False
+            self.protections["start"] = f"{cold} (a forked worker failed to start: {type(exc).__name__})"
+            return False
+        self.hello = hello
+        self.protections["start"] = ("forked from a clean zygote (same user, namespaces, allowlist root and "
+                                     "rlimits; its own cgroup)" if self.cgroup is not None else
+                                     "forked from a clean zygote (same user, namespaces, allowlist root and rlimits)")
+        return True
+
+    def _start_zygote(self, probe: dict, user: pwd.struct_passwd, args: list[str], env: dict) -> zygote.Zygote:
+        cfg = self.config
+        group = Cgroup(probe["cgroup"], cfg.memory_mb, cfg.max_processes) if probe["cgroup"] else None
+        if group is not None and not group.ok:
+            raise OSError("no cgroup for the zygote")
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {**env, "HOME": str(scratch_parent()), "TMPDIR": "/tmp", "AUTOGRADER_ZYGOTE_FD": str(child.fileno())}
+        proc = None
+        try:
+            proc = subprocess.Popen([*args, sys.executable, "-m", "autograder.sandbox.zygote_server"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    cwd=scratch_parent(), env=env, pass_fds=(child.fileno(),),
+                                    preexec_fn=sandbox_preexec(cfg, group, user), close_fds=True)
+            child.close()
+            return zygote.Zygote(proc, parent, user.pw_uid, scratch_parent(), group)
+        except (OSError, ValueError) as exc:
+            child.close()
+            parent.close()
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                proc.wait()
+            if group is not None:
+                group.kill_all()
+                group.remove()
+            raise OSError(str(exc)) from None
 
     def _drain_output(self) -> None:
         stream = self.proc.stdout
@@ -259,7 +331,7 @@ class Worker:
                     f"and was stopped")
         if code is None:
             return "stopped answering"
-        if self.bwrap and code > 128:  # bubblewrap reports a child killed by signal N as 128 + N
+        if self.bwrap and not self._forked and code > 128:  # bubblewrap reports a child killed by signal N as 128 + N
             code = -(code - 128)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
@@ -287,6 +359,8 @@ class Worker:
             pass
         if self.user is not None:
             users.reap_user_processes(self.user.pw_uid)
+        if self._forked:
+            self.proc.close()
         for fd in (self.fd_w, self.fd_r):
             try:
                 os.close(fd)
@@ -306,7 +380,44 @@ class Worker:
             self.cgroup.remove()
 
 
+_SCRATCH_PARENT: Path | None = None
+
+
+def scratch_parent() -> Path:
+    """This process's folder of scratch folders (mode 0711: the sandbox user can enter, never list it)."""
+    global _SCRATCH_PARENT
+    if _SCRATCH_PARENT is None or not _SCRATCH_PARENT.is_dir():
+        _SCRATCH_PARENT = Path(tempfile.mkdtemp(prefix="autograder-scratch-"))
+        _SCRATCH_PARENT.chmod(0o711)
+        atexit.register(shutil.rmtree, _SCRATCH_PARENT, ignore_errors=True)
+    return _SCRATCH_PARENT
+
+
 def make_scratch(prefix: str = "autograder-") -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A new 0700 scratch folder with an unguessable name, in :func:`scratch_parent`."""
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{secrets.token_hex(12)}-", dir=scratch_parent()))
     path.chmod(0o700)
     return path
+
+
+def sandbox_preexec(cfg: SandboxConfig, cgroup: Cgroup | None, user: pwd.struct_passwd | None):
+    """What runs in the child before exec (of a cold worker or the zygote); as root until the drop at the end."""
+
+    def preexec():
+        os.setsid()
+        if cgroup is not None:
+            cgroup.enter()
+        gb = 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (cfg.address_space_gb * gb, cfg.address_space_gb * gb))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cfg.file_size_mb * 2**20, cfg.file_size_mb * 2**20))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))  # no POSIX message queue outlives a worker
+        if user is not None:
+            # RLIMIT_NPROC counts threads per real uid and is ignored for root: set it after the drop's uid.
+            resource.setrlimit(resource.RLIMIT_NPROC, (cfg.max_processes * 8, cfg.max_processes * 8))
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    return preexec
