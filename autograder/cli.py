@@ -102,6 +102,13 @@ def cmd_grade_class(args) -> int:
     from autograder.grading.grade_class import grade_class
 
     _allow_weak(args)
+    if args.nbgrader:  # nbgrader's autograde into its gradebook (autograder/integrations/nbgrader_class.py)
+        from autograder.integrations.nbgrader_class import grade_class_nbgrader
+
+        return grade_class_nbgrader(Path(args.submissions), jobs=args.jobs, db_url=args.db_url, force=args.force,
+                                    assignment=args.assignment, scheduler=args.scheduler)
+    if args.db_url:
+        return _usage_error("--db-url goes with --nbgrader")
     return grade_class(Path(args.submissions), jobs=args.jobs, out=args.out, force=args.force,
                        assignment=args.assignment, scheduler=args.scheduler)
 
@@ -161,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--scheduler", help="address of a dask.distributed scheduler to send the submissions to")
     gc.add_argument("--allow-weak-sandbox", action="store_true",
                     help="grade even where the sandbox is not available (every report says so)")
+    gc.add_argument("--nbgrader", action="store_true",
+                    help="autograde nbgrader's submitted/ with nbgrader (the course's sandboxed plugin) into its "
+                         "gradebook, sharded by student over --jobs processes (or --scheduler)")
+    gc.add_argument("--db-url", help="with --nbgrader: the gradebook's SQLAlchemy URL (default: the course's "
+                                     "nbgrader_config.py); several --jobs need PostgreSQL, not SQLite")
     gc.set_defaults(func=cmd_grade_class)
 
     from autograder.integrations.export import (
