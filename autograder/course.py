@@ -3,6 +3,11 @@
 The course is laid out as nbgrader expects (``solutions/<id>/<id>.ipynb`` is the source,
 ``assignments/<id>/<id>.ipynb`` the release) and the checks of assignment ``01_foo`` are in
 ``<checks_root>/a01_foo/{public,hidden}.py`` (a Python package name cannot start with a digit).
+Every check package is ``<checks_root>/aNN_name/{__init__,common,public,hidden}.py`` and imports its
+helpers relatively (``from .common import ...``); the checks root has an ``__init__.py`` too, so
+pytest imports ``public.py`` as ``<root's name>.aNN_name.public`` (``autograder.checks.a01_foo.public``
+for the installed checks) and a private checks folder (``CNN_COURSE_CHECKS``) works exactly like
+the installed one: see :func:`forget_other_checks`.
 The engine's own tests use a small fixture course with the same layout.
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +137,39 @@ class Course:
             dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints" and not d.startswith("."))
             found += [Path(here) / f for f in files if f.endswith(".ipynb")]
         return sorted(found)
+
+
+def _package_name(path: Path) -> str | None:
+    """The dotted module name pytest gives ``path`` (its folders with an ``__init__.py``, then its stem)."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts) if len(parts) > 1 else None
+
+
+def forget_other_checks(files) -> None:
+    """Let ``files`` be imported from where they are, even if a checks folder of the same name was imported.
+
+    pytest (``--import-mode=importlib``) names a check file after its packages and reuses a module of
+    that name already imported: two checks folders named alike (two private copies, a copy and the
+    installed one) would share the first one's ``common.py``.  Modules of the same packages that come
+    from another folder are dropped from ``sys.modules`` so that the next import reads these files.
+    """
+    for path in files:
+        path = Path(path).resolve()
+        name = _package_name(path)
+        if name is None:
+            continue
+        top = name.split(".")[0]
+        root = path.parents[name.count(".") - 1]  # the folder of package ``top``
+        for mod_name, module in list(sys.modules.items()):
+            if mod_name != top and not mod_name.startswith(top + "."):
+                continue
+            where = getattr(module, "__file__", None)
+            if where and not Path(where).resolve().is_relative_to(root):
+                del sys.modules[mod_name]
 
 
 def load_release(assignment: Assignment):

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
 
 from autograder.authoring.api import CheckSpec
 from autograder.authoring.compare import CheckFailure
 from autograder.authoring.hints import is_stub_failure
+from autograder.authoring.properties import load_profile
+from autograder.course import forget_other_checks
 from autograder.grading.reference import ReferenceFault
 from autograder.records import GRADER_ERROR, CheckResult
 from autograder.submission.namespace import (
@@ -43,11 +44,7 @@ from autograder.submission.namespace import (
 )
 
 INI = Path(__file__).with_name("checks.ini")
-# Property-based checks must give the same verdict every time: derandomized, no example database.
-settings.register_profile("autograder", derandomize=True, database=None, deadline=None, print_blob=False,
-                          report_multiple_bugs=False,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.load_profile("autograder")
+load_profile()  # property-based checks give the same verdict every time (authoring/properties.py)
 
 MAX_MESSAGE = 4000
 #: The student's failures: a wrong answer, or the student's code raised, used a forbidden API, crashed or hung.
@@ -215,6 +212,7 @@ def run_checks(files: list[Path], sub: Namespace, ref: Namespace | None = None, 
     existing = [str(p) for p in files if p.exists()]
     if not existing:
         return [], [f"no check files found among {[str(p) for p in files]}"]
+    forget_other_checks(existing)
     args = [*existing, "-c", str(INI), "--rootdir", str(Path(existing[0]).parent), "-q", "--no-header",
             "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "--capture=sys",
             "-W", "ignore", "--noconftest", "-o", "console_output_style=classic",

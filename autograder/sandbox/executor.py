@@ -71,6 +71,8 @@ class Executor:
         self.handles: dict[int, Any] = {}
         self._next_handle = 1
         self._grader_ns: dict | None = None
+        self._scope: str | None = None  # the check whose grader names _grader_ns holds
+        self._kept: dict = {}  # grader names kept across scopes (an expensive model built once)
         self._forbidden = forbidden  # bound now, before any student code runs (patching the module is no use)
 
     # -- handles ---------------------------------------------------------------------
@@ -88,8 +90,16 @@ class Executor:
 
     # -- requests --------------------------------------------------------------------
     def grader_namespace(self) -> dict:
-        """Where grader-supplied code runs: a copy of the submission's names plus the grader's own."""
+        """Where grader-supplied code runs: a copy of the submission's names plus the grader's own.
+
+        The grader's own names are those its earlier ``exec`` requests of the same scope (one check)
+        defined: they never enter the submission's namespace, and a new scope starts without them, so
+        one check's helper names cannot clash with the notebook's names or reach the next check.
+        Functions the grader defines see the submission's names as they were when they were defined.
+        Names an ``exec`` request lists in ``keep`` are seen by every later scope too.
+        """
         ns = dict(self.namespace)
+        ns.update(self._kept)
         ns.update(self._grader_ns or {})  # the grader's own helpers win over same-named notebook globals
         ns.setdefault("__builtins__", builtins)
         return ns
@@ -121,6 +131,9 @@ class Executor:
             name = request["name"]
             return name in self.namespace
         if op in ("eval", "exec"):
+            scope = request.get("scope")
+            if scope != self._scope:
+                self._scope, self._grader_ns = scope, None
             bindings = decoder.decode(request.get("bindings", {"__dict__": []}))
             ns = self.grader_namespace()
             ns.update(bindings)
@@ -130,6 +143,9 @@ class Executor:
             defined = {k: v for k, v in ns.items()
                        if k not in bindings and (k not in self.namespace or self.namespace[k] is not v)}
             self._grader_ns = {**(self._grader_ns or {}), **defined}
+            for name in request.get("keep") or ():
+                if isinstance(name, str) and name in ns:
+                    self._kept[name] = ns[name]
             return None
         if op == "describe":
             return describe(self._resolve(request["handle"]))

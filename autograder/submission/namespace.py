@@ -17,6 +17,7 @@ message, never the object).
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -93,6 +94,9 @@ class CallRecord:
     ok: bool
 
 
+_SCOPES = itertools.count(1)
+
+
 @dataclass
 class Namespace:
     """Base class: subclasses provide :meth:`_roundtrip` (in-process or over the sandbox pipe)."""
@@ -102,6 +106,8 @@ class Namespace:
     calls: list[CallRecord] = field(default_factory=list)
     #: functions that ran past their time limit once: later calls fail at once instead of waiting again.
     _hung: set[str] = field(default_factory=set)
+    #: the grader's scope (one per check): names its exec() defines are seen by eval/exec of that scope only.
+    _scope: str | None = None
 
     # -- transport -------------------------------------------------------------------
     def _roundtrip(self, request: dict, blobs: list[bytes], timeout: float,
@@ -206,13 +212,27 @@ class Namespace:
                              max_reply=int(max_reply_mb * 2**20) if max_reply_mb else None,
                              args=list(args), kwargs=dict(kwargs), forbid=list(forbid))
 
-    def eval(self, source: str, *, timeout: float | None = None, **bindings):
-        """Evaluate the grader's expression next to the notebook's names."""
-        return self._request("eval", "grader expression", timeout=timeout, source=source, bindings=bindings)
+    def begin_scope(self, name: str | None) -> None:
+        """Start the grader's scope ``name`` (the runner starts one per check, on both sides).
 
-    def exec(self, source: str, *, timeout: float | None = None, **bindings) -> None:
-        """Run the grader's statements next to the notebook's names (their new names persist for eval/exec)."""
-        self._request("exec", "grader code", timeout=timeout, source=source, bindings=bindings)
+        Names the grader's :meth:`exec` defines stay in its scope: later :meth:`eval`/:meth:`exec` of the
+        same scope see them (they win over the notebook's names of the same spelling), the notebook
+        never does, and the next scope starts without them.
+        """
+        self._scope = f"{name}#{next(_SCOPES)}"  # a new scope even when the same check runs again
+
+    def eval(self, source: str, *, timeout: float | None = None, **bindings):
+        """Evaluate the grader's expression next to the notebook's names (and the scope's own)."""
+        return self._request("eval", "grader expression", timeout=timeout, source=source, bindings=bindings,
+                             scope=self._scope)
+
+    def exec(self, source: str, *, timeout: float | None = None, keep: tuple[str, ...] = (), **bindings) -> None:
+        """Run the grader's statements next to the notebook's names; their new names persist in this scope.
+
+        ``keep``: names of this code that every later scope sees too (an expensive object built once).
+        """
+        self._request("exec", "grader code", timeout=timeout, source=source, bindings=bindings, scope=self._scope,
+                      keep=list(keep))
 
     def describe(self, handle: Handle) -> dict:
         return self._request("describe", f"describe {handle.type_name}", handle=self._encode(handle)[0])

@@ -10,10 +10,12 @@ from autograder.authoring.api import (
     expect_raises,
     fmt_call,
 )
-from autograder.checks.a01_apply_kernel.common import (
+from autograder.authoring.counting import COUNTING_SOURCE
+
+from .common import (
     CONV1D_CASES,
     CONV2D_CASES,
-    COUNT_CONV_SOURCE,
+    CONV_FUNCTIONS,
     expect_values,
     kernel_tensor,
 )
@@ -102,29 +104,31 @@ def _expect_conv2d(sub, ref, img, kernel, padding, stride):
     expect_values(got, ref.conv2d_loops(img, kernel, padding=padding, stride=stride), what=what)
 
 
+def _expect_conv2d_cases(sub, ref, cases):
+    """:func:`_expect_conv2d` on a random image and kernel of each ((H, W), (kh, kw), padding, stride)."""
+    for (h, w), (kh, kw), p, s in cases:
+        _expect_conv2d(sub, ref, torch.randn(h, w), torch.randn(kh, kw), p, s)
+
+
 @check(cell="test_conv2d_loops", points=2, kind="numerical",
        hint="The failing case above combines padding, a stride and a kernel that may not be square: work out its "
             "output size and first window with section 6, then compare.")
 def test_conv2d_loops_padding_stride_combinations(sub, ref):
-    for (h, w), (kh, kw), p, s in CONV2D_CASES:
-        _expect_conv2d(sub, ref, torch.randn(h, w), torch.randn(kh, kw), p, s)
+    _expect_conv2d_cases(sub, ref, CONV2D_CASES)
 
 
 @check(cell="test_conv2d_loops", points=1, kind="behaviour",
        hint="A kernel exactly as large as the padded image fits once, so the output is 1 x 1: compare the kernel "
             "with the padded image's size, not the image's.")
 def test_conv2d_loops_kernel_as_large_as_padded_image(sub, ref):
-    _expect_conv2d(sub, ref, torch.randn(4, 6), torch.randn(4, 6), 0, 1)
-    _expect_conv2d(sub, ref, torch.randn(4, 6), torch.randn(6, 8), 1, 1)
-    _expect_conv2d(sub, ref, torch.randn(3, 5), torch.randn(5, 4), 1, 2)
+    _expect_conv2d_cases(sub, ref, [((4, 6), (4, 6), 0, 1), ((4, 6), (6, 8), 1, 1), ((3, 5), (5, 4), 1, 2)])
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
        hint="A stride larger than the kernel skips pixels between windows; the output size still comes from the "
             "formula of section 6 (round down).")
 def test_conv2d_loops_stride_larger_than_kernel(sub, ref):
-    _expect_conv2d(sub, ref, torch.randn(9, 11), torch.randn(2, 2), 0, 4)
-    _expect_conv2d(sub, ref, torch.randn(5, 12), torch.randn(3, 1), 1, 5)
+    _expect_conv2d_cases(sub, ref, [((9, 11), (2, 2), 0, 4), ((5, 12), (3, 1), 1, 5)])
 
 
 @check(cell="test_conv2d_loops", points=1, kind="error",
@@ -214,7 +218,9 @@ def test_edge_features_uses_one_conv_call(sub, ref):
     from autograder.submission.static_check import group_names
 
     xb, kernels = torch.rand(3, 1, 8, 9), torch.randn(4, 3, 3)
-    sub.exec(COUNT_CONV_SOURCE, _grader_xb=xb, _grader_k=kernels)  # a stub stops here, with no hint
+    sub.exec(COUNTING_SOURCE)
+    out, n_conv = sub.eval("count_torch_calls(conv_names, edge_features, xb, kernels)",  # a stub stops here
+                           conv_names=list(CONV_FUNCTIONS), xb=xb, kernels=kernels)
     # Counted in the grader from the submitted source (the worker cannot forge it): one call site, not in a loop.
     sites = sub.source_call_sites("edge_features", group_names("conv"))
     if sites is not None:
@@ -223,8 +229,7 @@ def test_edge_features_uses_one_conv_call(sub, ref):
                f"edge_features has {count} convolution call{'s' if count != 1 else ''} in its code"
                f"{' inside a loop' if in_loop else ''}; expected exactly one F.conv2d call for the whole batch "
                "and all the kernels")
-    n_conv = sub.eval("_grader_n_conv")
     expect(n_conv == 1, f"{fmt_call('edge_features', xb, kernels)} ran {n_conv} convolutions; "
                         "expected exactly one F.conv2d call for the whole batch and all the kernels")
-    expect_values(sub.eval("_grader_out"), ref.edge_features(xb, kernels),
+    expect_values(out, ref.edge_features(xb, kernels),
                   what=fmt_call("edge_features", xb, kernels))

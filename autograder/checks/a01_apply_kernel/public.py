@@ -16,7 +16,8 @@ from autograder.authoring.api import (
     fmt_call,
 )
 from autograder.authoring.hints import NotImplementedYet
-from autograder.checks.a01_apply_kernel.common import (
+
+from .common import (
     SENTENCE_SCORES,
     expect_values,
     kernel_tensor,
@@ -156,6 +157,12 @@ def _expect_conv2d(sub, img, kernel, padding=0, stride=1):
     expect_values(got, _conv2d_builtin(img, kernel, padding, stride), what=what)
 
 
+def _expect_conv2d_cases(sub, cases):
+    """:func:`_expect_conv2d` on a random image and kernel of each ((H, W), (kh, kw), padding, stride)."""
+    for (h, w), (kh, kw), p, s in cases:
+        _expect_conv2d(sub, torch.randn(h, w), torch.randn(kh, kw), p, s)
+
+
 @check(cell="test_conv2d_loops", points=2, kind="numerical",
        hint="Redo one output position of the failing case by hand: a window of the image as large as the "
             "kernel, multiplied element-wise with it (not flipped) and summed; compare with F.conv2d's number.")
@@ -167,24 +174,21 @@ def test_conv2d_loops_matches_conv2d(sub):
        hint="With a non-square kernel, the kernel's rows go along the image's height and its columns along the "
             "width: check that the two are not swapped somewhere.")
 def test_conv2d_loops_non_square_kernel(sub):
-    _expect_conv2d(sub, torch.randn(7, 6), torch.randn(2, 4))
-    _expect_conv2d(sub, torch.randn(5, 9), torch.randn(4, 1))
+    _expect_conv2d_cases(sub, [((7, 6), (2, 4), 0, 1), ((5, 9), (4, 1), 0, 1)])
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
        hint="Padding surrounds the image with zeros on all four sides, `padding` rows or columns on each: "
             "see the picture of section 6.")
 def test_conv2d_loops_padding(sub):
-    _expect_conv2d(sub, torch.randn(5, 7), torch.randn(3, 3), padding=1)
-    _expect_conv2d(sub, torch.randn(6, 4), torch.randn(3, 2), padding=2)
+    _expect_conv2d_cases(sub, [((5, 7), (3, 3), 1, 1), ((6, 4), (3, 2), 2, 1)])
 
 
 @check(cell="test_conv2d_loops", points=1, kind="numerical",
        hint="With a stride s, neighbouring output positions are s pixels apart in the image, in both "
             "directions (section 6).")
 def test_conv2d_loops_stride(sub):
-    _expect_conv2d(sub, torch.randn(9, 8), torch.randn(3, 3), stride=2)
-    _expect_conv2d(sub, torch.randn(10, 11), torch.randn(2, 3), stride=3)
+    _expect_conv2d_cases(sub, [((9, 8), (3, 3), 0, 2), ((10, 11), (2, 3), 0, 3)])
 
 
 @check(cell="test_conv2d_loops", points=1, kind="shape",

@@ -11,21 +11,17 @@ import math
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from autograder.authoring.api import CheckFailure, StudentError, describe_value, fmt_call
+from autograder.authoring.grader_code import built_here, built_in
+from autograder.authoring.properties import property_settings
 
 
 def prop(max_examples: int = 40):
-    """Settings of every property-based check: derandomized, no database, at most 50 examples.
-
-    ``report_multiple_bugs=False``: a student sees one clean failure (the smallest example
-    hypothesis found), not an exception group.
-    """
-    return settings(max_examples=min(max_examples, 50), derandomize=True, database=None, deadline=None,
-                    print_blob=False, report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
+    """Settings of every property-based check (``autograder.authoring.properties``): at most 50 examples."""
+    return property_settings(max_examples)
 
 
 # -- answers -------------------------------------------------------------------------------------------
@@ -191,7 +187,7 @@ MODEL_SOURCES = {
 import torch
 from torch import nn
 torch.manual_seed(0)
-_ag_model = nn.Sequential(
+model = nn.Sequential(
     nn.Sequential(nn.Conv2d(1, 6, 3, stride=2, padding=1), nn.ReLU()),
     nn.Sequential(nn.Conv2d(6, 12, 3, stride=2, padding=1), nn.ReLU()),
     nn.Sequential(nn.Conv2d(12, 24, 3, stride=2, padding=1), nn.ReLU()),
@@ -205,7 +201,7 @@ _ag_model = nn.Sequential(
 import torch
 from torch import nn
 torch.manual_seed(1)
-_ag_model = nn.Sequential(
+model = nn.Sequential(
     nn.Conv2d(3, 6, (3, 5), padding=(1, 2)),
     nn.BatchNorm2d(6),
     nn.ReLU(),
@@ -221,21 +217,21 @@ _ag_model = nn.Sequential(
 import torch
 from torch import nn
 torch.manual_seed(2)
-_ag_model = nn.Sequential(
+model = nn.Sequential(
     nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
     nn.Dropout(0.5),
     nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
     nn.AdaptiveAvgPool2d(1),
     nn.Flatten(),
 )
-_ag_model.train()
+model.train()
 """,
     # BatchNorm on a 1x1 map: a forward pass in training mode with a batch of one image fails.
     "bn_1x1": """
 import torch
 from torch import nn
 torch.manual_seed(3)
-_ag_model = nn.Sequential(
+model = nn.Sequential(
     nn.Conv2d(1, 4, 3, stride=2, padding=1),
     nn.BatchNorm2d(4),
     nn.ReLU(),
@@ -243,28 +239,25 @@ _ag_model = nn.Sequential(
     nn.BatchNorm2d(8),
     nn.Flatten(),
 )
-_ag_model.train()
+model.train()
 """,
     # Too small an input makes the second conv fail (its 5x5 kernel meets a 2x2 map).
     "fails_small": """
 import torch
 from torch import nn
-_ag_model = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.Conv2d(4, 4, 5), nn.ReLU(), nn.Flatten())
+model = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.Conv2d(4, 4, 5), nn.ReLU(), nn.Flatten())
 """,
 }
 
 
 def build_here(name: str) -> nn.Module:
     """The model ``name`` built in the grader's own process (for the oracle)."""
-    ns: dict = {}
-    exec(compile(MODEL_SOURCES[name], f"<model {name}>", "exec"), ns)  # noqa: S102 - our own source
-    return ns["_ag_model"]
+    return built_here(MODEL_SOURCES[name], "model", f"<model {name}>")
 
 
 def build_in(namespace, name: str):
-    """The model ``name`` built next to the notebook's code; returns its handle."""
-    namespace.exec(MODEL_SOURCES[name])
-    return namespace.eval("_ag_model")
+    """The model ``name`` built next to the notebook's code (in the check's scope); returns its handle."""
+    return built_in(namespace, MODEL_SOURCES[name], "model")
 
 
 def shapes_layer_by_layer(model: nn.Module, input_shape) -> list[tuple]:

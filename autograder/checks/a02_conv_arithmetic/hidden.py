@@ -3,8 +3,6 @@
 Messages name the call and what came back, never the reference's answer.
 """
 
-import importlib.util
-from pathlib import Path
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -18,15 +16,7 @@ from autograder.authoring.api import (
     fmt_call,
 )
 
-
-def _common():
-    spec = importlib.util.spec_from_file_location("_a02_conv_arithmetic_common", Path(__file__).with_name("common.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _common()
+from . import common as C
 
 
 def _expect_same(got, expected, what: str) -> None:

@@ -87,26 +87,3 @@ def expect_im2col(got, expected: torch.Tensor, *, what: str, x_shape, kernel_siz
         if diagnosis:
             raise CheckFailure(f"{exc}\n{diagnosis}") from None
         raise
-
-
-# Runs in the submission's process (sub.exec): counts the ATen operations a call dispatches.
-OP_COUNTER_SOURCE = '''
-from torch.utils._python_dispatch import TorchDispatchMode as _GraderDispatchMode03
-
-
-class _GraderOpCounter03(_GraderDispatchMode03):
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _grader_count_ops03(fn, *args, **kwargs):
-    counter = _GraderOpCounter03()
-    with counter:
-        fn(*args, **kwargs)
-    return counter.count
-'''

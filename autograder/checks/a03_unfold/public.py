@@ -6,18 +6,11 @@ Oracles are PyTorch's own F.unfold and F.conv2d (run here, in the grader) or lit
 import torch
 import torch.nn.functional as F
 
-from autograder.authoring.api import (
-    CheckFailure,
-    StudentError,
-    check,
-    describe_value,
-    expect,
-    expect_raises,
-    expect_tensor,
-    fmt_call,
-)
+from autograder.authoring.api import CheckFailure, StudentError, check, describe_value
+from autograder.authoring.compare import expect, expect_raises, expect_tensor, fmt_call
+from autograder.authoring.counting import COUNTING_SOURCE
 
-from .common import OP_COUNTER_SOURCE, expect_im2col, expect_shape_pair
+from .common import expect_im2col, expect_shape_pair
 
 # ---------------------------------------------------------------------------------------------
 # col2im_shape
@@ -161,14 +154,14 @@ def test_conv2d_unfold_padding_and_stride(sub):
        hint="No Python loop over images, positions or filters: one unfold of the whole batch and one batched "
             "matrix product handle everything at once (Exercise 3).")
 def test_conv2d_unfold_is_vectorised(sub):
-    sub.exec(OP_COUNTER_SOURCE)
+    sub.exec(COUNTING_SOURCE)
     counts = []
     configs = [((2, 2, 6, 7), 3), ((8, 2, 12, 10), 9)]
     for (n, c, h, w), n_filters in configs:
         x, weight, bias = torch.randn(n, c, h, w), torch.randn(n_filters, c, 3, 2), torch.randn(n_filters)
         what = fmt_call("conv2d_unfold", x, weight, bias, padding=1, stride=1)
         try:
-            counts.append(sub.eval("_grader_count_ops03(conv2d_unfold, x, weight, bias, padding=1, stride=1)",
+            counts.append(sub.eval("count_ops(conv2d_unfold, x, weight, bias, padding=1, stride=1)",
                                    x=x, weight=weight, bias=bias))
         except StudentError as err:
             raise CheckFailure(f"{what} {err.describe()[len(err.what):].strip()}") from None

@@ -6,8 +6,6 @@ both evaluated on the same held-out test images; the reference's accuracy is cac
 ``ref.memo``.
 """
 
-import importlib.util
-from pathlib import Path
 
 import torch
 
@@ -21,17 +19,19 @@ from autograder.authoring.api import (
     fmt_call,
 )
 
+from . import common as C
 
-def _common():
-    spec = importlib.util.spec_from_file_location("_a04_cnn_common", Path(__file__).with_name("common.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _common()
 P = C.P
 TOLERANCE = 0.03  # the trained model may be this far below the reference's accuracy
+
+
+def _expect_new_model_each_call(sub, name):
+    """Two calls of ``name()`` give two modules that share no parameter."""
+    a, b = getattr(sub, name)(), getattr(sub, name)()
+    expect(isinstance(a, Handle) and isinstance(b, Handle), f"{name}() should return an nn.Module")
+    ids_a = {p["id"] for p in sub.describe(a)["parameters"]}
+    ids_b = {p["id"] for p in sub.describe(b)["parameters"]}
+    expect(not (ids_a & ids_b), f"two calls of {name}() share parameters: build new layers on every call")
 
 
 # -- conv ---------------------------------------------------------------------------------------------
@@ -130,11 +130,7 @@ def test_simple_cnn_reaches_a_1x1_grid_of_10_channels_before_flatten(sub, ref):
 @check(cell="test_simple_cnn", points=1, kind="behaviour",
        hint="Each call should give a new, untrained network: layers made once and returned again are shared.")
 def test_simple_cnn_returns_a_new_model_each_call(sub, ref):
-    a, b = sub.simple_cnn(), sub.simple_cnn()
-    expect(isinstance(a, Handle) and isinstance(b, Handle), "simple_cnn() should return an nn.Module")
-    ids_a = {p["id"] for p in sub.describe(a)["parameters"]}
-    ids_b = {p["id"] for p in sub.describe(b)["parameters"]}
-    expect(not (ids_a & ids_b), "two calls of simple_cnn() share parameters: build new layers on every call")
+    _expect_new_model_each_call(sub, "simple_cnn")
 
 
 # -- get_dataloaders ------------------------------------------------------------------------------------
@@ -302,8 +298,4 @@ def test_pool_cnn_matches_reference_with_the_same_weights(sub, ref):
 @check(cell="test_pool_cnn", points=1, kind="behaviour",
        hint="Each call should give a new, untrained network: layers made once and returned again are shared.")
 def test_pool_cnn_returns_a_new_model_each_call(sub, ref):
-    a, b = sub.pool_cnn(), sub.pool_cnn()
-    expect(isinstance(a, Handle) and isinstance(b, Handle), "pool_cnn() should return an nn.Module")
-    ids_a = {p["id"] for p in sub.describe(a)["parameters"]}
-    ids_b = {p["id"] for p in sub.describe(b)["parameters"]}
-    expect(not (ids_a & ids_b), "two calls of pool_cnn() share parameters: build new layers on every call")
+    _expect_new_model_each_call(sub, "pool_cnn")

@@ -8,32 +8,15 @@ call, whether it was a training or a validation batch, the model's mode and whet
 was on.
 """
 
-import importlib.util
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from autograder.authoring.api import (
-    Handle,
-    check,
-    expect,
-    expect_close,
-    expect_equal,
-    expect_raises,
-    expect_tensor,
-    fmt_call,
-)
+from autograder.authoring.api import Handle, check, expect_raises
+from autograder.authoring.compare import expect, expect_close, expect_equal, expect_tensor, fmt_call
 
+from . import common as C
 
-def _common():
-    spec = importlib.util.spec_from_file_location("_a04_cnn_common", Path(__file__).with_name("common.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _common()
 P = C.P
 
 

@@ -2,8 +2,9 @@
 
 Code strings (``WATCH_MODEL`` ...) are run with ``sub.exec`` / ``ref.exec`` (and, for the public
 oracles, in a plain dict here in the grader), so the submission, the reference and the oracle
-build exactly the same seeded model.  Names the grader creates inside a notebook's namespace start
-with ``_a05_`` so that they never collide with the notebook's own names.
+build exactly the same seeded model.  Names that code defines live in the check's own scope (never
+in the notebook's namespace, never seen by the next check); they start with ``_a05_`` because the
+same code also reads the notebook's names (``model``, ``train``, ``valid`` ...).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from autograder.authoring.compare import expect
+from autograder.authoring.compare import CheckFailure, expect
+from autograder.authoring.grader_code import run_here
 
 NBINS, HIST_MAX = 40, 10.0
 
@@ -36,9 +38,7 @@ WATCH_SCALES = (1.0, 3.0, 8.0)
 
 def build_here(source: str) -> dict:
     """Run model-building code in a fresh dict of the grader's own (the public checks' oracle)."""
-    ns: dict = {}
-    exec(compile(source, "<a05 oracle>", "exec"), ns)  # noqa: S102 - the checks' own code
-    return ns
+    return run_here(source, "<a05 oracle>")
 
 
 def oracle_stats(model, modules, batches) -> dict:
@@ -266,7 +266,8 @@ def eval_metrics(model_handle, xv, yv) -> tuple[float, float]:
     model_handle.method("eval")
     logits = model_handle(xv)
     if type(logits) is not torch.Tensor:
-        raise AssertionError(f"the trained model returned {type(logits).__name__}, not logits")
+        raise CheckFailure(f"the trained model returned a {type(logits).__name__}, not a tensor of logits: "
+                           "its forward should return one row of class scores per image")
     logits = logits.detach().float()
     return F.cross_entropy(logits, yv).item(), (logits.argmax(dim=1) == yv).float().mean().item()
 

@@ -11,8 +11,9 @@ import math
 
 import torch
 
-from autograder.authoring.api import Handle, as_float, check, expect, expect_tensor, fmt_call
-from autograder.checks.a05_activation_stats.common import (
+from autograder.authoring.api import CheckFailure, Handle, as_float, check, expect, expect_tensor, fmt_call
+
+from .common import (
     batchnorm_experiment,
     block_values,
     fake_stats,
@@ -135,24 +136,25 @@ def _recorded_hists(ref):
     return stats.attr("hists")
 
 
-@check(cell="test_dead_fraction", points=2, kind="numerical",
-       hint="First bin over the total of the same batch's histogram, for every batch.")
-def test_dead_fraction_matches_reference_on_recorded_stats(sub, ref):
+def _expect_on_recorded_stats(sub, ref, name):
+    """``name(stats, i)`` for every module i, on the same histograms recorded from a CNN, as the reference."""
     hists = _recorded_hists(ref)
     s, r = fake_stats(sub, hists), fake_stats(ref, hists)
     for i in range(len(hists)):
-        expect_tensor(sub.dead_fraction(s, i), ref.dead_fraction(r, i),
-                      what=f"dead_fraction(stats, {i}) on histograms recorded from a CNN ({len(hists[i])} batches)")
+        expect_tensor(getattr(sub, name)(s, i), getattr(ref, name)(r, i),
+                      what=f"{name}(stats, {i}) on histograms recorded from a CNN ({len(hists[i])} batches)")
+
+
+@check(cell="test_dead_fraction", points=2, kind="numerical",
+       hint="First bin over the total of the same batch's histogram, for every batch.")
+def test_dead_fraction_matches_reference_on_recorded_stats(sub, ref):
+    _expect_on_recorded_stats(sub, ref, "dead_fraction")
 
 
 @check(cell="test_color_dim", points=2, kind="numerical",
        hint="Rows are bins and columns are batches, coloured by log(1 + count) (section 4).")
 def test_color_dim_matches_reference_on_recorded_stats(sub, ref):
-    hists = _recorded_hists(ref)
-    s, r = fake_stats(sub, hists), fake_stats(ref, hists)
-    for i in range(len(hists)):
-        expect_tensor(sub.color_dim(s, i), ref.color_dim(r, i),
-                      what=f"color_dim(stats, {i}) on histograms recorded from a CNN ({len(hists[i])} batches)")
+    _expect_on_recorded_stats(sub, ref, "color_dim")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,12 +191,13 @@ def test_conv_bn_structure_matches_reference(sub, ref):
             got_types = [g[0] if isinstance(g, tuple) else g for g in got[1:]]
             exp_types = [e[0] if isinstance(e, tuple) else e for e in exp[1:]]
             if got_types != exp_types:
-                raise AssertionError(f"{what}: expected the layers {' -> '.join(exp_types)}, got {' -> '.join(got_types)}")
+                raise CheckFailure(f"{what}: expected the layers {' -> '.join(exp_types)}, got {' -> '.join(got_types)}")
             for g, e in zip(got[1:], exp[1:]):
                 for key in e[1]:
                     expect(g[1].get(key) == e[1][key], f"{what}: the {e[0]}'s {key} should be {e[1][key]}, "
                                                        f"got {g[1].get(key)}")
-            raise AssertionError(f"{what}: the block differs from the expected one")
+            raise CheckFailure(f"{what}: the layers are the right kinds but their settings differ from what the "
+                               "docstring asks: compare each layer's arguments with it")
 
 
 @check(cell="test_conv_bn", points=1, kind="numerical",

@@ -7,6 +7,7 @@ and literal values.
 import torch
 
 from autograder.authoring.api import (
+    CheckFailure,
     Handle,
     as_float,
     check,
@@ -17,7 +18,8 @@ from autograder.authoring.api import (
     expect_tensor,
     fmt_call,
 )
-from autograder.checks.a05_activation_stats.common import (
+
+from .common import (
     NBINS,
     WATCH_MODEL,
     build_here,
@@ -94,7 +96,7 @@ def test_ActivationStats_records_one_entry_per_forward_pass(sub):
         expected = model(x).detach()
         if type(got) is not torch.Tensor or got.shape != expected.shape or not torch.allclose(got, expected,
                                                                                               atol=1e-5, rtol=1e-4):
-            raise AssertionError(f"with ActivationStats attached, the model's output changed at forward pass {k}: "
+            raise CheckFailure(f"with ActivationStats attached, the model's output changed at forward pass {k}: "
                                  "a forward hook that returns a value replaces the module's output. "
                                  "Make the hook return None.")
     for attr in ("means", "stds", "hists"):
@@ -343,7 +345,7 @@ def test_fit_one_cycle_steps_lr_every_batch(sub):
             epoch_flat = all(lrs[j] == lrs[(j // n_batches) * n_batches] for j in range(len(lrs)))
             why = (" The learning rate only changes between epochs: step the scheduler once per BATCH."
                    if epoch_flat else "")
-            raise AssertionError(
+            raise CheckFailure(
                 f"the learning rate used by optimiser step {k} (epoch {k // n_batches}, batch {k % n_batches}) was "
                 f"{g:.6g}; the 1cycle schedule over the run's 15 steps gives {e:.6g}.{why} The schedule needs the "
                 f"total number of steps of the run (epochs times batches per epoch) and one step after each "

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from autograder.authoring.grader_code import built_here, built_in
 from data_scripts.alexnet_standin import weights_origin
 from data_scripts.paths import alexnet_checkpoint_path
 
@@ -57,7 +58,7 @@ def _build_alexnet(ns) -> None:
     from autograder.authoring.api import StudentError
 
     try:
-        ns.exec(ALEXNET_SRC)
+        ns.exec(ALEXNET_SRC, keep=("grader_alexnet",))  # built once per namespace, seen by every check
     except StudentError as err:
         raise WeightsUnavailable(
             f"the grader could not load AlexNet_Weights.IMAGENET1K_V1 in the {ns.label} ({err.type_name}: "
@@ -153,15 +154,12 @@ TINY_INPUT = (3, 15, 19)   # (C, H, W): features give (4, 3, 4)
 
 def tiny_net(ns):
     """A handle to a small seeded net with .features (conv, BatchNorm, ReLU, Dropout, pool), in training mode."""
-    ns.exec(TINY_SRC)
-    return ns.eval("grader_tiny")
+    return built_in(ns, TINY_SRC, "grader_tiny")
 
 
 def tiny_net_here():
     """The same small net, built in the grader's own process (an oracle for public checks)."""
-    scope: dict = {}
-    exec(TINY_SRC, scope)  # noqa: S102 - the grader's own code
-    return scope["grader_tiny"]
+    return built_here(TINY_SRC, "grader_tiny")
 
 
 def photo() -> np.ndarray:
@@ -327,14 +325,11 @@ TINY_ALEX_PENULTIMATE = 12
 
 def tiny_alexnet(ns):
     """A handle to the small AlexNet-shaped net (BatchNorm in features, dropout in the classifier), in training mode."""
-    ns.exec(TINY_ALEX_SRC)
-    return ns.eval("grader_tiny_alex")
+    return built_in(ns, TINY_ALEX_SRC, "grader_tiny_alex")
 
 
 def tiny_alexnet_here():
-    scope: dict = {}
-    exec(TINY_ALEX_SRC, scope)  # noqa: S102 - the grader's own code
-    return scope["grader_tiny_alex"]
+    return built_here(TINY_ALEX_SRC, "grader_tiny_alex")
 
 
 def penultimate_oracle(model, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,9 @@ from autograder.authoring.api import (
     expect_raises,
     expect_tensor,
 )
-from autograder.checks.a06_transfer_learning.common import (
+from data_scripts.alexnet_standin import weights_origin
+
+from .common import (
     FINETUNED,
     FINETUNED_HIDDEN,
     FINETUNED_MARGIN,
@@ -40,7 +42,25 @@ from autograder.checks.a06_transfer_learning.common import (
     weights_used,
     whole_model_accuracy,
 )
-from data_scripts.alexnet_standin import weights_origin
+
+
+def _expect_works_in_batches(sub, name, model, model_var, input_shape):
+    """``name(model, x (7, ...), batch_size=3)`` runs ``model`` (``model_var`` in the notebook) on batches
+    of at most 3 images that cover the 7 images once, and returns one row per image."""
+    sub.exec("grader_sizes = []\n"
+             f"grader_hook = {model_var}.features[0].register_forward_pre_hook("
+             "lambda m, args: grader_sizes.append(int(args[0].shape[0])))")
+    try:
+        x = torch.randn(7, *input_shape)
+        got = getattr(sub, name)(model, x, batch_size=3)
+        sizes = sub.eval("list(grader_sizes)")
+    finally:
+        sub.exec("grader_hook.remove()")
+    expect(type(got) is torch.Tensor and got.shape[0] == 7,
+           f"{name}(net, x (7, ...), batch_size=3) should return one row per image")
+    expect(sizes and max(sizes) <= 3 and sum(sizes) == 7,
+           f"{name}(net, x (7, ...), batch_size=3) ran the network on batches of {sizes}: expected "
+           "batches of at most 3 images covering the 7 images once (3, 3, 1)")
 
 
 # ---------------------------------------------------------------------------------------------- load_alexnet
@@ -95,21 +115,7 @@ def test_extract_features_matches_reference_on_alexnet(sub, ref):
 @check(cell="test_extract_features", points=1, kind="behaviour",
        hint="The network may never see more than batch_size images at once, and must see each image once.")
 def test_extract_features_works_in_batches(sub, ref):
-    model = tiny_net(sub)
-    sub.exec("grader_sizes = []\n"
-             "grader_hook = grader_tiny.features[0].register_forward_pre_hook("
-             "lambda m, args: grader_sizes.append(int(args[0].shape[0])))")
-    try:
-        x = torch.randn(7, *TINY_INPUT)
-        got = sub.extract_features(model, x, batch_size=3)
-        sizes = sub.eval("list(grader_sizes)")
-    finally:
-        sub.exec("grader_hook.remove()")
-    expect(type(got) is torch.Tensor and got.shape[0] == 7, "extract_features(net, x (7, ...), batch_size=3) should "
-                                                              "return one row per image")
-    expect(sizes and max(sizes) <= 3 and sum(sizes) == 7,
-           f"extract_features(net, x (7, ...), batch_size=3) ran the network on batches of {sizes}: expected "
-           "batches of at most 3 images covering the 7 images once (3, 3, 1)")
+    _expect_works_in_batches(sub, "extract_features", tiny_net(sub), "grader_tiny", TINY_INPUT)
 
 
 # ---------------------------------------------------------------------------------------------- freeze_features
@@ -218,21 +224,7 @@ def test_penultimate_features_matches_reference_on_alexnet(sub, ref):
 @check(cell="test_penultimate_features", points=1, kind="behaviour",
        hint="The network may never see more than batch_size images at once, and must see each image once.")
 def test_penultimate_features_works_in_batches(sub, ref):
-    model = tiny_alexnet(sub)
-    sub.exec("grader_sizes = []\n"
-             "grader_hook = grader_tiny_alex.features[0].register_forward_pre_hook("
-             "lambda m, args: grader_sizes.append(int(args[0].shape[0])))")
-    try:
-        x = torch.randn(7, *TINY_ALEX_INPUT)
-        got = sub.penultimate_features(model, x, batch_size=3)
-        sizes = sub.eval("list(grader_sizes)")
-    finally:
-        sub.exec("grader_hook.remove()")
-    expect(type(got) is torch.Tensor and got.shape[0] == 7,
-           "penultimate_features(net, x (7, ...), batch_size=3) should return one row per image")
-    expect(sizes and max(sizes) <= 3 and sum(sizes) == 7,
-           f"penultimate_features(net, x (7, ...), batch_size=3) ran the network on batches of {sizes}: expected "
-           "batches of at most 3 images covering the 7 images once (3, 3, 1)")
+    _expect_works_in_batches(sub, "penultimate_features", tiny_alexnet(sub), "grader_tiny_alex", TINY_ALEX_INPUT)
 
 
 # ---------------------------------------------------------------------------------------------- the fine-tuned model

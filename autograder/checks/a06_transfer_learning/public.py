@@ -3,19 +3,10 @@
 import numpy as np
 import torch
 
-from autograder.authoring.api import (
-    CheckFailure,
-    Handle,
-    StudentError,
-    check,
-    describe_value,
-    expect,
-    expect_equal,
-    expect_raises,
-    expect_tensor,
-    fmt_call,
-)
-from autograder.checks.a06_transfer_learning.common import (
+from autograder.authoring.api import CheckFailure, Handle, StudentError, check, describe_value, expect_equal
+from autograder.authoring.compare import expect, expect_raises, expect_tensor, fmt_call
+
+from .common import (
     FINETUNED,
     FINETUNED_FLOOR,
     FINETUNED_PUBLIC,
@@ -185,18 +176,23 @@ def test_extract_features_eval_mode_and_flatten(sub):
                        "batch_size=2)")
 
 
+def _expect_no_graph(sub, name, model, input_shape, grad_advice, inference_advice):
+    """``name(model, x (4, ...), batch_size=3)`` returns features without a graph, usable in training later."""
+    x = torch.randn(4, *input_shape)
+    flags = sub.eval("(lambda t: (bool(t.requires_grad), bool(t.is_inference())))"
+                     f"({name}(grader_m, grader_x, batch_size=3))", grader_m=model, grader_x=x)
+    expect(not flags[0], f"{name} returned a tensor with requires_grad=True{grad_advice}")
+    expect(not flags[1], f"{name} returned an inference-mode tensor, which cannot be used in a training step "
+                         f"later{inference_advice}")
+
+
 @check(cell="test_extract_features", points=1, kind="behaviour",
        hint="Feature extraction needs no autograd graph; and the features must stay usable for training later "
             "(section 5, 'No autograd').")
 def test_extract_features_builds_no_graph(sub):
-    model = tiny_net(sub)
-    x = torch.randn(4, *TINY_INPUT)
-    flags = sub.eval("(lambda t: (bool(t.requires_grad), bool(t.is_inference())))"
-                     "(extract_features(grader_m, grader_x, batch_size=3))", grader_m=model, grader_x=x)
-    expect(not flags[0], "extract_features returned a tensor with requires_grad=True: compute it under "
-                         "torch.no_grad() so that no autograd graph is kept")
-    expect(not flags[1], "extract_features returned an inference-mode tensor, which cannot be used in a training "
-                         "step later: use torch.no_grad() (or .clone() the result outside inference_mode)")
+    _expect_no_graph(sub, "extract_features", tiny_net(sub), TINY_INPUT,
+                     ": compute it under torch.no_grad() so that no autograd graph is kept",
+                     ": use torch.no_grad() (or .clone() the result outside inference_mode)")
 
 
 # ---------------------------------------------------------------------------------------------- freeze_features
@@ -343,14 +339,8 @@ def test_penultimate_features_stop_just_before_the_last_layer(sub):
 @check(cell="test_penultimate_features", points=1, kind="behaviour",
        hint="As for extract_features: no autograd graph, and features usable for training later (section 5).")
 def test_penultimate_features_builds_no_graph(sub):
-    model = tiny_alexnet(sub)
-    x = torch.randn(4, *TINY_ALEX_INPUT)
-    flags = sub.eval("(lambda t: (bool(t.requires_grad), bool(t.is_inference())))"
-                     "(penultimate_features(grader_m, grader_x, batch_size=3))", grader_m=model, grader_x=x)
-    expect(not flags[0], "penultimate_features returned a tensor with requires_grad=True: no autograd graph should "
-                         "be kept")
-    expect(not flags[1], "penultimate_features returned an inference-mode tensor, which cannot be used in a "
-                         "training step later")
+    _expect_no_graph(sub, "penultimate_features", tiny_alexnet(sub), TINY_ALEX_INPUT,
+                     ": no autograd graph should be kept", "")
 
 
 # ---------------------------------------------------------------------------------------------- the fine-tuned model

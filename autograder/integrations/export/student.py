@@ -314,11 +314,13 @@ def _public_check_files(checks_dir: Path) -> list[Path]:
         tree = ast.parse((checks_dir / queue.pop()).read_text(encoding="utf-8"))
         names = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if node.level == 1:
+            # A check package imports its own helpers relatively only (docs/AUTHORING.md):
+            # ``from .common import x`` or ``from . import common``.
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
                     names.add(node.module.split(".")[0] + ".py")
-                elif node.module.startswith(f"autograder.checks.{checks_dir.name}."):
-                    names.add(node.module.split(".")[3] + ".py")
+                else:
+                    names.update(alias.name + ".py" for alias in node.names)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(
                     (".py", ".json")) and "/" not in node.value:
                 names.add(node.value)
