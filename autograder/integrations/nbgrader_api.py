@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-def _on_path() -> None:
+def environment_on_path() -> None:
     """nbgrader runs ``alembic`` by name when it opens a gradebook: find it in this environment."""
     bin_dir = os.path.dirname(sys.executable)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -31,7 +31,7 @@ def nbgrader_api(root: Path, exchange: Path | None = None, timeout: float = 600,
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
 
-    _on_path()
+    environment_on_path()
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     extra = Config()
     extra.CourseDirectory.root = str(root)
@@ -53,7 +53,7 @@ def cell_scores(api, assignment_id: str, student: str) -> dict[str, float]:
     """nbgrader's autograded score of every test cell of one submission, from the gradebook."""
     from nbgrader.api import Gradebook
 
-    _on_path()
+    environment_on_path()
     out = {}
     with Gradebook(api.coursedir.db_url) as gb:
         submission = gb.find_submission(assignment_id, student)
