@@ -128,6 +128,8 @@ class Worker:
             "process_cap": cfg.max_processes if (self.cgroup or user) else None,
             "address_space_backstop_gb": cfg.address_space_gb,
             "threads": cfg.threads,
+            "start": "a fresh interpreter" + ("" if use_bwrap and user else
+                                              " (warm workers need bubblewrap and a sandbox user)"),
         }
         if require is not None:
             missing = weaker_than(layers_of(self.protections), require)

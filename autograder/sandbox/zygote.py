@@ -39,7 +39,7 @@ from . import users
 #: Set to 0 to start every worker cold (a fresh interpreter).
 WARM_ENV = "CNN_WARM_WORKERS"
 ZYGOTE_START_TIMEOUT = 180.0
-FORK_TIMEOUT = 20.0
+FORK_TIMEOUT = 10.0
 
 
 def warm_enabled() -> bool:
@@ -260,6 +260,8 @@ _ZYGOTES: dict[tuple, Zygote | str] = {}   # per set of limits: the zygote, or w
 _STARTS: dict[tuple, int] = {}
 #: A zygote that died (a worker can kill it: same user) is started again once; after that, cold workers.
 MAX_STARTS = 2
+#: Zygotes alive at once in one process (one per set of limits; a grading run normally needs one).
+MAX_ZYGOTES = 2
 
 
 def zygote_for(key: tuple, start) -> tuple[Zygote | None, str]:
@@ -270,11 +272,17 @@ def zygote_for(key: tuple, start) -> tuple[Zygote | None, str]:
     found = _ZYGOTES.get(key)
     if isinstance(found, Zygote):
         if found.alive():
+            _ZYGOTES[key] = _ZYGOTES.pop(key)  # the most recently used last
             return found, ""
         found.stop()
         _ZYGOTES[key] = found = "the zygote died"
     if _STARTS.get(key, 0) >= MAX_STARTS or (isinstance(found, str) and key not in _STARTS):
         return None, found or "the zygote could not start"
+    live = [k for k, z in _ZYGOTES.items() if isinstance(z, Zygote)]
+    while len(live) >= MAX_ZYGOTES:  # each holds torch's memory: the least recently used one goes
+        oldest = live.pop(0)
+        _ZYGOTES.pop(oldest).stop()
+        _STARTS.pop(oldest, None)
     _STARTS[key] = _STARTS.get(key, 0) + 1
     try:
         zygote = start()

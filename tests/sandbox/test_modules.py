@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from autograder.sandbox import bwrap, launcher, probe, worker_process
+from autograder.sandbox import bwrap, launcher, probe, worker_process, zygote
 
 
 def test_system_args_recreate_links_and_bind_only_what_exists(tmp_path):
@@ -66,3 +67,36 @@ def test_the_launcher_facade_keeps_the_grader_s_names():
     for name in launcher.__all__:
         assert hasattr(launcher, name), name
     assert launcher.Worker is worker_process.Worker and launcher.machine_protections is probe.machine_protections
+
+
+class _FakeZygote(zygote.Zygote):
+    def __init__(self, name):  # no process: only the registry's bookkeeping is tested
+        self.name, self.owner, self.running, self.stopped = name, os.getpid(), True, False
+
+    def alive(self):
+        return self.running
+
+    def stop(self):
+        self.stopped, self.running = True, False
+
+
+def test_zygotes_are_few_restarted_once_and_a_failed_start_is_not_retried(monkeypatch):
+    monkeypatch.setattr(zygote, "_ZYGOTES", {})
+    monkeypatch.setattr(zygote, "_STARTS", {})
+    a, _ = zygote.zygote_for("a", lambda: _FakeZygote("a"))
+    b, _ = zygote.zygote_for("b", lambda: _FakeZygote("b"))
+    assert zygote.zygote_for("a", lambda: None)[0] is a      # a used last: b is the oldest now
+    c, _ = zygote.zygote_for("c", lambda: _FakeZygote("c"))
+    assert b.stopped and not a.stopped and c.name == "c"
+    a.running = False                                         # a worker killed it: started once more
+    again, _ = zygote.zygote_for("a", lambda: _FakeZygote("a2"))
+    assert again.name == "a2"
+    again.running = False
+    assert zygote.zygote_for("a", lambda: _FakeZygote("a3")) == (None, "the zygote died")
+
+    def broken():
+        raise OSError("bwrap: Unknown option --no-such-option")
+
+    assert zygote.zygote_for("d", broken)[0] is None
+    assert zygote.zygote_for("d", lambda: _FakeZygote("d"))[0] is None  # cold from then on, said why
+    assert "no-such-option" in zygote.zygote_for("d", lambda: None)[1]
