@@ -1,48 +1,21 @@
 """03_unfold: realistic wrong implementations lose points on the intended checks; other correct ones don't.
 
-Every source below runs on top of the reference notebook's namespace (``check_code``), so
-``torch``, ``F`` and the reference's other functions are there; only the named function is
-replaced.  A pytest session per ``check_code`` call is the main cost, so the variants are graded
-in batches: batch ``i`` holds the ``i``-th variant of every function at once.  That is sound
-because each check calls only the function of its own cell, and no variant below calls another
-function of the batch (the one that uses ``im2col`` is in a batch of correct versions).
+Written with the shared helper ``tests/variants.py`` (graded in batches on top of the reference
+notebook's namespace). No variant below calls another function of its batch (the one that uses
+``im2col`` is in a batch of correct versions). The reference's full marks, the points per cell and
+the release's zero are the course's contract (``tests/contract/``).
 """
 
 from __future__ import annotations
 
-import functools
 import textwrap
-from dataclasses import dataclass
 
 import pytest
 
-from autograder.grading.from_source import check_code
+from tests.variants import VariantGrader, assert_grades, correct, wrong
 
 AID = "03_unfold"
 CELL = {"col2im_shape": "test_col2im_shape", "im2col": "test_im2col", "conv2d_unfold": "test_conv2d_unfold"}
-POINTS = {"test_col2im_shape": 5, "test_im2col": 10, "test_conv2d_unfold": 12}
-
-
-@dataclass(frozen=True)
-class Variant:
-    function: str
-    label: str
-    source: str
-    fails: frozenset[str] = frozenset()   # checks that must fail (empty: a correct version)
-    only: bool = False                    # ... and no other check of the cell
-    explains: tuple[str, str] = ("", "")  # (check, text its message must contain)
-
-    @property
-    def id(self) -> str:
-        return f"{self.function}-{self.label}"
-
-
-def wrong(function, label, source, fails, *, only=False, explains=("", "")) -> Variant:
-    return Variant(function, label, textwrap.dedent(source), frozenset(fails), only, explains)
-
-
-def correct(function, label, source) -> Variant:
-    return Variant(function, label, textwrap.dedent(source))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,66 +352,20 @@ WRONG = COL2IM_VARIANTS + IM2COL_VARIANTS + CONV_VARIANTS
 CORRECT = COL2IM_CORRECT + IM2COL_CORRECT + CONV_CORRECT
 
 
-def batches(variants: list[Variant]) -> list[list[Variant]]:
-    """Batch i: the i-th variant of every function."""
-    by_function: dict[str, list[Variant]] = {}
-    for v in variants:
-        by_function.setdefault(v.function, []).append(v)
-    size = max(len(vs) for vs in by_function.values())
-    return [[vs[i] for vs in by_function.values() if i < len(vs)] for i in range(size)]
-
-
-@functools.cache
-def _grade_batch(kind: str, index: int) -> dict:
-    batch = batches(WRONG if kind == "wrong" else CORRECT)[index]
-    return check_code(AID, {v.function: v.source for v in batch}, cells=[CELL[v.function] for v in batch])
-
-
-def grade(kind: str, variant: Variant) -> dict:
-    """The results of the checks of ``variant``'s cell, graded together with its batch."""
-    index = next(i for i, batch in enumerate(batches(WRONG if kind == "wrong" else CORRECT)) if variant in batch)
-    return {name: r for name, r in _grade_batch(kind, index).items() if r.cell == CELL[variant.function]}
+WRONG_GRADER, CORRECT_GRADER = VariantGrader(AID, CELL, WRONG), VariantGrader(AID, CELL, CORRECT)
 
 
 @pytest.mark.parametrize("variant", WRONG, ids=lambda v: v.id)
 def test_wrong_implementation_loses_the_intended_points(variant):
-    results = grade("wrong", variant)
-    failed = {name for name, r in results.items() if not r.passed}
-    missing = {name for name in variant.fails if name not in results}
-    assert not missing, f"unknown check names {missing}"
-    assert variant.fails <= failed, f"expected {sorted(variant.fails)} to fail; failed: {sorted(failed)}"
-    if variant.only:
-        assert failed == variant.fails, f"only {sorted(variant.fails)} should fail; failed: {sorted(failed)}"
-    for name in failed:   # a student failure, never a broken check
-        assert results[name].status == "failed", (name, results[name].message)
-    assert sum(r.points for r in results.values()) < sum(r.max_points for r in results.values())
-    check, text = variant.explains
-    if check:
-        assert text in results[check].message, results[check].message
+    assert_grades(WRONG_GRADER.results(variant), variant)
 
 
 @pytest.mark.parametrize("variant", CORRECT, ids=lambda v: v.id)
 def test_alternative_correct_implementation_gets_full_marks(variant):
-    results = grade("correct", variant)
-    assert results
-    problems = {name: r.message for name, r in results.items() if r.status != "passed"}
-    assert not problems, problems
-    assert sum(r.points for r in results.values()) == POINTS[CELL[variant.function]]
+    assert_grades(CORRECT_GRADER.results(variant), variant)
 
 
 def test_every_function_has_three_wrong_and_one_alternative_version():
     for function in CELL:
         assert sum(v.function == function for v in WRONG) >= 3
         assert sum(v.function == function for v in CORRECT) >= 1
-
-
-def test_reference_gets_full_marks_on_every_check():
-    results = check_code(AID, {})
-    problems = {name: r.message for name, r in results.items() if r.status != "passed"}
-    assert not problems, problems
-    by_cell: dict[str, float] = {}
-    for r in results.values():
-        by_cell[r.cell] = by_cell.get(r.cell, 0) + r.max_points
-    assert by_cell == POINTS
-    assert {r.visibility for r in results.values()} == {"public", "hidden"}
-    assert all(r.kind in ("shape", "numerical", "behaviour", "error") for r in results.values())

@@ -1,53 +1,25 @@
 """04_cnn: realistic wrong implementations lose points on the intended checks; other correct ones don't.
 
-Every source below runs on top of the reference notebook's namespace (``check_code``), so
-``torch``, ``nn``, ``F``, the data loaders' imports and the reference's other functions are
-there; only the named function is replaced.  A pytest session per ``check_code`` call is the
-main cost, so the variants are graded in batches: batch ``i`` holds the ``i``-th variant of
-every function at once.  That is sound because each check calls only the function of its own
-cell and no variant below calls another function of the batch (``simple_cnn`` and ``fit``
-variants build their layers and measure accuracy themselves).
+Written with the shared helper ``tests/variants.py`` (graded in batches on top of the reference
+notebook's namespace, so ``torch``, ``nn``, ``F`` and the data loaders' imports are there). No variant
+below calls another function of its batch (``simple_cnn`` and ``fit`` variants build their layers and
+measure accuracy themselves). The reference's full marks, the points per cell and the release's zero
+are the course's contract (``tests/contract/``).
 
 The trained ``model`` is checked in ``test_04_cnn_model.py`` (it needs training).
 """
 
 from __future__ import annotations
 
-import functools
 import textwrap
-from dataclasses import dataclass
 
 import pytest
 
-from autograder.grading.from_source import check_code
+from tests.variants import VariantGrader, assert_grades, correct, wrong
 
 AID = "04_cnn"
 CELL = {"conv": "test_conv", "simple_cnn": "test_simple_cnn", "get_dataloaders": "test_get_dataloaders",
         "accuracy": "test_accuracy", "fit": "test_fit", "max_pool2d": "test_max_pool2d", "pool_cnn": "test_pool_cnn"}
-POINTS = {"test_get_dataloaders": 8, "test_conv": 6, "test_simple_cnn": 7, "test_accuracy": 4, "test_fit": 10,
-          "test_model": 7, "test_max_pool2d": 8, "test_pool_cnn": 6}
-
-
-@dataclass(frozen=True)
-class Variant:
-    function: str
-    label: str
-    source: str
-    fails: frozenset[str] = frozenset()   # checks that must fail (empty: a correct version)
-    only: bool = False                    # ... and no other check of the cell
-    explains: tuple[str, str] = ("", "")  # (check, text its message must contain)
-
-    @property
-    def id(self) -> str:
-        return f"{self.function}-{self.label}"
-
-
-def wrong(function, label, source, fails, *, only=False, explains=("", "")) -> Variant:
-    return Variant(function, label, textwrap.dedent(source), frozenset(fails), only, explains)
-
-
-def correct(function, label, source) -> Variant:
-    return Variant(function, label, textwrap.dedent(source))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,59 +514,14 @@ POOL_CNN_VARIANTS = [
 
 ALL = [CONV_VARIANTS, SIMPLE_CNN_VARIANTS, LOADER_VARIANTS, ACCURACY_VARIANTS, FIT_VARIANTS, MAX_POOL_VARIANTS,
        POOL_CNN_VARIANTS]
-N_BATCHES = max(len(vs) for vs in ALL)
+GRADER = VariantGrader(AID, CELL, [v for vs in ALL for v in vs])
 
 
-def batch_of(variant: Variant) -> int:
-    for vs in ALL:
-        if variant in vs:
-            return vs.index(variant)
-    raise KeyError(variant.id)
-
-
-@functools.cache
-def graded_batch(i: int):
-    members = [vs[i] for vs in ALL if i < len(vs)]
-    results = check_code(AID, {v.function: v.source for v in members},
-                         cells=[CELL[v.function] for v in members])
-    return results
-
-
-def results_for(variant: Variant) -> dict:
-    cell = CELL[variant.function]
-    return {name: r for name, r in graded_batch(batch_of(variant)).items() if r.cell == cell}
-
-
-@pytest.mark.parametrize("variant", [v for vs in ALL for v in vs], ids=lambda v: v.id)
+@pytest.mark.parametrize("variant", GRADER.variants, ids=lambda v: v.id)
 def test_variant(variant):
-    results = results_for(variant)
-    assert results, f"no checks ran for {variant.function}"
-    errors = {n: r.message for n, r in results.items() if r.status == "error"}
-    assert not errors, errors
-    failed = {n for n, r in results.items() if not r.passed}
-    if not variant.fails:
-        assert not failed, {n: results[n].message for n in failed}
-        assert sum(r.points for r in results.values()) == POINTS[CELL[variant.function]]
-        return
-    assert variant.fails <= failed, (f"expected to fail {sorted(variant.fails - failed)}; "
-                                     f"failed {sorted(failed)}")
-    if variant.only:
-        assert failed == variant.fails, f"also failed {sorted(failed - variant.fails)}"
-    assert sum(r.points for r in results.values()) < POINTS[CELL[variant.function]]
-    check, text = variant.explains
-    if check:
-        assert text in results[check].message, results[check].message
+    assert_grades(GRADER.results(variant), variant)
 
 
 def test_every_function_has_three_wrong_and_one_correct_variant():
     for vs in ALL:
         assert sum(bool(v.fails) for v in vs) >= 3 and sum(not v.fails for v in vs) >= 1, vs[0].function
-
-
-def test_reference_gets_full_marks_on_its_functions():
-    results = check_code(AID, {}, cells=list(CELL.values()))
-    assert {n: r.message for n, r in results.items() if not r.passed} == {}
-    by_cell: dict[str, float] = {}
-    for r in results.values():
-        by_cell[r.cell] = by_cell.get(r.cell, 0) + r.points
-    assert by_cell == {c: POINTS[c] for c in CELL.values()}

@@ -13,7 +13,7 @@ import torch
 
 from autograder.authoring.notebook_builder import fill_answers, solution_sources
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
-from tests.conftest import REPO, cell_values, failed_closed, run_solution_notebook
+from tests.conftest import REPO, failed_closed, run_solution_notebook
 
 AID = "05_activation_stats"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
@@ -74,18 +74,6 @@ def test_solution_notebook_passes_its_public_checks_within_budget(fashion_mnist_
         if cell.cell_type == "code" and is_test_cell(cell):
             assert not [o for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     assert seconds < BUDGET_S, f"the solution notebook took {seconds:.0f} s (budget {BUDGET_S} s)"
-
-
-@pytest.mark.slow
-def test_release_scores_zero_without_crashing(fashion_mnist_root):
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(RELEASE, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(RELEASE.parent)}}).execute()
-    assert cell_values(nb) == {gid: 0.0 for gid in POINTS}
-    errors = [o["ename"] for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert errors and set(errors) <= {"NotImplementedError"}, errors
 
 
 @pytest.mark.slow
