@@ -238,7 +238,7 @@ class Worker:
                 if proc.pid not in self.cgroup.members():
                     raise OSError("the forked worker is not in its cgroup")
         except (ChannelClosed, ChannelTimeout, ProtocolError, OSError) as exc:
-            self.kill()
+            self.kill(keep_cgroup=True)
             zygote.forget(key, f"a forked worker failed to start ({type(exc).__name__})")
             self._output = bytearray()
             self._forked = False
@@ -347,8 +347,11 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group and everything in the cgroup, and wait until all are gone."""
+    def kill(self, keep_cgroup: bool = False) -> None:
+        """SIGKILL the whole process group and everything in the cgroup, and wait until all are gone.
+
+        The emptied cgroup is removed too, unless ``keep_cgroup`` (a cold start follows in it).
+        """
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -369,6 +372,8 @@ class Worker:
             except OSError:
                 pass
         self.fd_w = self.fd_r = -1
+        if self.cgroup is not None and not keep_cgroup and not self.cgroup.members():
+            self.cgroup.remove()  # a dead worker is dropped without close(): its cgroups must not pile up
 
     def close(self) -> None:
         if self.alive():
