@@ -128,6 +128,19 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def cmd_new_assignment(args) -> int:
+    from autograder.course import Course
+    from autograder.integrations.scaffold import ScaffoldError, create, next_steps
+
+    course = Course.at(args.course) if args.course else Course()
+    try:
+        created = create(args.id, course, release=not args.no_release)
+    except ScaffoldError as exc:
+        return _usage_error(str(exc))
+    print(next_steps(created, args.id))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m autograder", description="Grade the CNN course's notebooks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("ids", nargs="*", help="assignments (default: all)")
     d.add_argument("--out", type=Path, help="output folder (default: demo_out/)")
     d.set_defaults(func=cmd_demo)
+    na = sub.add_parser("new-assignment", help="scaffold a new assignment: solution, checks, release and tests")
+    na.add_argument("id", help="NN_name, e.g. 07_max_pooling")
+    na.add_argument("--course", type=Path, help="the course folder (default: the repository or CNN_COURSE_ROOT)")
+    na.add_argument("--no-release", action="store_true", help="skip nbgrader's release (run `make release` later)")
+    na.set_defaults(func=cmd_new_assignment)
 
     gc = sub.add_parser("grade-class", help="grade a folder of student folders, in parallel; resumable")
     gc.add_argument("submissions", help="one folder per student (or nbgrader's submitted/ or course folder)")
