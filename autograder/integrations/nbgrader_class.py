@@ -22,6 +22,10 @@ Why this is safe:
 * one submission's failure (a notebook nbgrader cannot read, a crashed worker) is reported for
   that submission only; the others are graded and stay in the gradebook.
 
+Submissions nbgrader finished are skipped (``--force`` regrades them); one interrupted halfway
+(its ``autograded/`` folder without the autograded notebook, which nbgrader writes last) is graded
+again, where nbgrader's own autograde would skip it.
+
 Exit codes: 0 every submission autograded; 2 bad usage (no course, no submissions, SQLite with
 several writers); 3 the gradebook cannot be opened, or some submissions could not be autograded
 (each is listed; the others are in the gradebook).
@@ -193,7 +197,8 @@ def grade_shard(spec: dict, shard: Shard) -> list[dict]:
             return [{"student": shard.student, "assignment": aid, "status": "error", "score": 0.0, "max_score": 0.0,
                      "message": f"nbgrader could not start: {type(exc).__name__}: {exc}", "seconds": 0.0}
                     for aid in shard.assignments]
-        return [autograde_one(api, shard.student, aid, force=bool(spec.get("force"))) for aid in shard.assignments]
+        # The parent sends only what must be (re)graded, so nbgrader must not skip a half-written autograded/ folder.
+        return [autograde_one(api, shard.student, aid, force=True) for aid in shard.assignments]
 
 
 # -- running the shards -----------------------------------------------------------------------------
@@ -211,15 +216,15 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
                                initializer=_die_with_parent)
 
 
-def run_local(spec: dict, shards: list[Shard], jobs: int):
-    """Yield each shard's rows as its worker finishes.
+def run_local(spec: dict, shards: list[Shard], jobs: int, grade=grade_shard):
+    """Yield each shard's rows (``grade(spec, shard)`` in a worker process) as its worker finishes.
 
     A worker process that dies breaks the whole pool; the shards it took down with it are then
     graded again, each alone in a fresh process, so that only the one that kills its process is lost.
     """
     retry: list[Shard] = []
     with _pool(jobs) as pool:
-        futures = {pool.submit(grade_shard, spec, shard): shard for shard in shards}
+        futures = {pool.submit(grade, spec, shard): shard for shard in shards}
         for future in as_completed(futures):
             shard = futures[future]
             try:
@@ -235,7 +240,7 @@ def run_local(spec: dict, shards: list[Shard], jobs: int):
     def alone(shard: Shard) -> list[dict]:
         with _pool(1) as single:
             try:
-                return single.submit(grade_shard, spec, shard).result()
+                return single.submit(grade, spec, shard).result()
             except BrokenProcessPool:
                 return _crashed(shard, "the grading process died (killed, or out of memory)")
 
@@ -285,13 +290,26 @@ def find_shards(submitted: Path, assignment: str | None = None) -> list[Shard]:
     return shards
 
 
+def autograded(root: Path, student: str, assignment: str) -> bool | None:
+    """Whether nbgrader finished this submission: True, False (never started), None (interrupted halfway).
+
+    nbgrader writes each autograded notebook last, after its grades are in the gradebook; a run
+    killed halfway leaves the folder without it (nbgrader itself would then skip the submission).
+    """
+    done = root / "autograded" / student / assignment
+    if not done.is_dir():
+        return False
+    notebooks = [p.name for p in (root / "submitted" / student / assignment).glob("*.ipynb")]
+    return True if notebooks and all((done / name).is_file() for name in notebooks) else None
+
+
 def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = None, force: bool = False,
                          assignment: str | None = None, scheduler: str | None = None,
                          engine_root: Path | None = None, progress: bool = True) -> int:
     """Autograde every submission of the nbgrader course at ``folder`` into one gradebook; see the module."""
     from tqdm.auto import tqdm
 
-    from autograder.integrations.nbgrader_api import _on_path, nbgrader_api
+    from autograder.integrations.nbgrader_api import environment_on_path, nbgrader_api
 
     folder = Path(folder).resolve()
     root = course_folder(folder)
@@ -299,7 +317,7 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
         return _usage(f"{folder}: not an nbgrader course folder (expected nbgrader_config.py and submitted/)")
     if jobs < 1:
         return _usage("--jobs must be at least 1")
-    _on_path()
+    environment_on_path()
     parent_api = nbgrader_api(root)
     course_id = parent_api.coursedir.course_id
     db_url = db_url or parent_api.coursedir.db_url
@@ -322,7 +340,7 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
 
     rows: list[dict] = []
     todo: list[Shard] = []
-    up_to_date = 0
+    up_to_date = interrupted = 0
     for shard in shards:
         keep = Shard(shard.student)
         for aid in shard.assignments:
@@ -330,9 +348,10 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
                 rows.append({"student": shard.student, "assignment": aid, "status": "error", "score": 0.0,
                              "max_score": 0.0, "message": f"{aid} is not in the gradebook {where}: record it first "
                              f"(nbgrader generate_assignment {aid} --db URL, or make release with CNN_GRADEBOOK_URL)"})
-            elif not force and (root / "autograded" / shard.student / aid).exists():
-                up_to_date += 1   # nbgrader skips it too; --force regrades
+            elif not force and (state := autograded(root, shard.student, aid)):
+                up_to_date += 1   # --force regrades
             else:
+                interrupted += not force and state is None
                 keep.assignments.append(aid)
         if keep.assignments:
             todo.append(keep)
@@ -342,8 +361,9 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
         return EXIT_USAGE
     count = sum(len(s.assignments) for s in todo)
     mode = f"on the dask cluster at {scheduler}" if scheduler else f"with {jobs} worker process{'es' * (jobs > 1)}"
+    again = f" ({interrupted} of them interrupted earlier)" if interrupted else ""
     print(f"{sum(len(s.assignments) for s in shards)} submissions from {len(shards)} students: {up_to_date} already "
-          f"autograded, {count} to autograde {mode} into {where}", file=sys.stderr)
+          f"autograded, {count} to autograde{again} {mode} into {where}", file=sys.stderr)
     for row in rows:
         print(f"{row['student']}/{row['assignment']}: ERROR: {one_line(row['message'], 500)}", file=sys.stderr)
 
@@ -359,7 +379,7 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ...
             print(f"error: cannot reach the dask scheduler at {scheduler}: {exc}", file=sys.stderr)
             return EXIT_GRADER
-    spec = {"root": str(root), "db_url": db_url, "force": force,
+    spec = {"root": str(root), "db_url": db_url,
             "engine_root": str(engine_root) if engine_root else "",
             "threads": 0 if client is not None else max(1, (os.cpu_count() or 1) // jobs)}
     start = time.monotonic()

@@ -281,25 +281,73 @@ def test_the_gradebook_is_consistent(graded, postgres):
             assert gb.find_submission(aid, student).score == pytest.approx(total)
 
 
+GRADES = """SELECT sa.student_id, a.name, bc.name, g.auto_score FROM grade g JOIN base_cell bc ON bc.id = g.cell_id
+             JOIN submitted_notebook sn ON sn.id = g.notebook_id JOIN submitted_assignment sa ON sa.id = sn.assignment_id
+             JOIN assignment a ON a.id = sa.assignment_id ORDER BY 1, 2, 3"""
+
+
 @pytest.mark.slow
-def test_a_second_run_skips_what_is_autograded_and_leaves_the_gradebook_as_it_was(graded, postgres):
-    before = postgres.query("parallel", "SELECT g.id, g.auto_score FROM grade g ORDER BY g.id")
-    proc, _ = _autograde_class(graded["root"], "--jobs", "2", "--db-url", graded["url"],
-                               "--assignment", AIDS[0])
+def test_a_second_run_skips_what_is_autograded_and_regrades_what_was_interrupted(graded, postgres):
+    """Run after the checks above: it regrades one submission, which must end exactly as it was."""
+    root, aid = graded["root"], AIDS[0]
+    before = postgres.query("parallel", GRADES)
+    # partial_a's autograde "was killed" before nbgrader wrote its notebook (its grades are in the gradebook already)
+    (root / "autograded" / "partial_a" / aid / f"{aid}.ipynb").unlink()
+    proc, _ = _autograde_class(root, "--jobs", "2", "--db-url", graded["url"], "--assignment", aid)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert f"{sum(AIDS[0] in aids for aids in CLASS.values())} already autograded, 0 to autograde" in out
-    assert postgres.query("parallel", "SELECT g.id, g.auto_score FROM grade g ORDER BY g.id") == before
+    done = sum(aid in aids for aids in CLASS.values()) - 1
+    assert f"{done} already autograded, 1 to autograde (1 of them interrupted earlier)" in out
+    assert "partial_a/01_apply_kernel: " in out and "reference/01_apply_kernel: " not in out
+    assert (root / "autograded" / "partial_a" / aid / f"{aid}.ipynb").is_file()
+    assert postgres.query("parallel", GRADES) == before
+    assert postgres.query("parallel", "SELECT count(*) FROM submitted_assignment") == [(len(PAIRS) + 1,)]
 
 
-def test_sqlite_with_several_writers_is_refused(tmp_path):
-    """The course's default gradebook is SQLite: --jobs 2 is refused before anything is graded or written."""
+def test_a_worker_process_that_dies_costs_only_its_student():
+    from autograder.integrations.nbgrader_class import Shard, run_local
+    from tests.nbgrader.crashing_worker import dies_for_bob
+
+    shards = [Shard(name, list(AIDS)) for name in ("ann", "bob", "cat", "dan")]
+    rows = [row for batch in run_local({}, shards, 2, grade=dies_for_bob) for row in batch]
+    assert sorted((r["student"], r["assignment"]) for r in rows) == sorted((s.student, a) for s in shards for a in AIDS)
+    for row in rows:
+        if row["student"] == "bob":
+            assert row["status"] == "error" and "the grading process died" in row["message"]
+        else:
+            assert row["status"] == "graded" and row["score"] == 1.0, row
+
+
+def _sqlite_course(tmp_path) -> Path:
     course = Course()
     root = make_course(tmp_path / "course", AIDS[1:])
     release = nbformat.read(course.get(AIDS[1]).release_notebook, as_version=4)
     submit(root, AIDS[1], "ann", release)
+    return root
+
+
+@pytest.mark.slow
+def test_sqlite_with_one_writer_is_the_default_and_works(tmp_path):
+    from nbgrader.api import Gradebook
+
+    from autograder.integrations.nbgrader_api import nbgrader_api
+
+    root = _sqlite_course(tmp_path)
+    assert nbgrader_api(root).generate_assignment(AIDS[1], force=True, create=True)["success"]
+    proc, _ = _autograde_class(root)   # --jobs 1 is the default
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "with 1 worker process into sqlite:///" in proc.stderr
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "cnn-course") as gb:
+        submission = gb.find_submission(AIDS[1], "ann")
+        assert submission.score == 0 and submission.max_score > 0
+        assert all(g.auto_score == 0 for nb in submission.notebooks for g in nb.grades if g.cell.cell_type == "code")
+
+
+def test_sqlite_with_several_writers_is_refused(tmp_path):
+    """The course's default gradebook is SQLite: --jobs 2 is refused before anything is graded or written."""
+    root = _sqlite_course(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(root), "--nbgrader", "--jobs", "2"],
-                          cwd=course.root, env=nbgrader_env(), capture_output=True, text=True, timeout=300)
+                          cwd=Course().root, env=nbgrader_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "SQLite, which is not safe for several writers" in proc.stderr
     assert "PostgreSQL" in proc.stderr and "--jobs 1" in proc.stderr
