@@ -1,7 +1,8 @@
 """Command line: ``python -m autograder {grade,check,release,demo,grade-class} ...``.
 
 Exit codes of ``grade``: 0 grading completed (whatever the score), 2 bad usage,
-3 grading itself could not run (broken reference, sandbox would not start).
+3 grading itself could not run (broken reference, sandbox would not start) or a check itself
+broke (its results are still written; the check is listed under ``grader_problems``).
 ``check`` exits 0 when every public check passed and 1 otherwise.
 ``grade-class`` (autograder/grading/grade_class.py) exits 0 when grading completed, 2 on bad usage, 3 when
 grading itself could not run.
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_environment_on_path() -> None:
+def environment_on_path() -> None:
     """nbgrader runs helper programs (``alembic``) by name: find them in this environment."""
     import os
 
@@ -211,6 +212,6 @@ def _with_environment_on_path() -> None:
 
 
 def main(argv=None) -> int:
-    _with_environment_on_path()
+    environment_on_path()
     args = build_parser().parse_args(argv)
     return args.func(args)

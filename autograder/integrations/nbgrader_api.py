@@ -6,16 +6,9 @@ Used by the demo course and by the tests that compare nbgrader's grades with the
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 
-
-def environment_on_path() -> None:
-    """nbgrader runs ``alembic`` by name when it opens a gradebook: find it in this environment."""
-    bin_dir = os.path.dirname(sys.executable)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+from autograder.cli import environment_on_path
 
 
 def nbgrader_api(root: Path, exchange: Path | None = None, timeout: float = 600, *,

@@ -85,7 +85,7 @@ def test_the_scan_would_see_a_leak(tmp_path, student_repo):
     copy = tmp_path / "copy"
     shutil.copytree(student_repo, copy)
     hidden = max((line for line, origin in leaks.secret_lines(REPO_ROOT).items() if origin.endswith("hidden.py")), key=len)
-    with open(copy / "autograder" / "engine.py", "a") as f:
+    with open(copy / "autograder" / "grading" / "grade_notebook.py", "a") as f:
         f.write(f"\n# {hidden}\n")
     found = leaks.scan(copy, leaks.secret_lines(REPO_ROOT))
     assert [str(x) for x in found if x.path == "autograder/grading/grade_notebook.py"], found

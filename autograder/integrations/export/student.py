@@ -42,9 +42,10 @@ from autograder.integrations.export import (
 )
 
 #: Modules of the grading package that only instructors use (they are not copied).
-INSTRUCTOR_MODULES = {"authoring/notebook_builder.py", "integrations/demo.py", "integrations/release.py",
-                      "integrations/nbgrader_autograde.py", "integrations/nbgrader_api.py",
-                      "grading/from_source.py"}
+INSTRUCTOR_MODULES = {"authoring/notebook_builder.py", "integrations/demo.py", "integrations/demo_submissions",
+                      "integrations/release.py", "integrations/nbgrader_autograde.py",
+                      "integrations/nbgrader_api.py", "integrations/nbgrader_class.py", "integrations/scaffold.py",
+                      "integrations/templates", "grading/from_source.py"}
 #: Files of an assignment's checks folder that students get (plus what public.py imports from beside it).
 PUBLIC_CHECK_FILES = {"__init__.py", "public.py", "common.py", "grading.json"}
 SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".hypothesis"}
