@@ -64,7 +64,7 @@ def _allow_weak(args) -> None:
     """--allow-weak-sandbox: the instructor accepts grading without the full sandbox (said on every report)."""
     import os
 
-    from autograder.sandbox.launcher import ALLOW_WEAK_ENV
+    from autograder.sandbox.worker_process import ALLOW_WEAK_ENV
 
     if getattr(args, "allow_weak_sandbox", False):
         os.environ[ALLOW_WEAK_ENV] = "1"  # also reaches grade-class's grading processes

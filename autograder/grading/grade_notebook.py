@@ -15,7 +15,7 @@ from autograder.course import REPO_ROOT, Assignment, Course, GradingSettings, lo
 from autograder.grading.run_checks import run_checks
 from autograder.notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
 from autograder.records import GradeReport
-from autograder.sandbox.launcher import SandboxConfig, WorkerError
+from autograder.sandbox.worker_process import SandboxConfig, WorkerError
 from autograder.submission.namespace import Namespace, SubmissionCrashed
 from autograder.submission.sandboxed import SandboxNamespace
 

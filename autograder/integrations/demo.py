@@ -83,7 +83,7 @@ FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSE
 
 def processes_capped() -> bool:
     """Whether the sandbox caps the number of processes here (cgroup pids or a dedicated user's RLIMIT_NPROC)."""
-    from autograder.sandbox.launcher import machine_protections
+    from autograder.sandbox.probe import machine_protections
 
     probe = machine_protections()
     return bool(probe.get("cgroup") or probe.get("user"))

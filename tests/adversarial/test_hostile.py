@@ -18,7 +18,7 @@ from nbformat.v4 import new_code_cell
 
 from autograder.course import REPO_ROOT
 from autograder.grading.grade_notebook import grade_notebook
-from autograder.sandbox.launcher import machine_protections, strong_isolation
+from autograder.sandbox.probe import machine_protections, strong_isolation
 
 from .conftest import CORRECT, FULL_SCORE, WRONG, by_name
 

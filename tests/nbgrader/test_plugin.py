@@ -193,7 +193,7 @@ def fixture_graded(tmp_path_factory):
     """The fixture course's submissions, autograded by nbgrader with the course's config (and by the engine)."""
     from autograder.grading.grade_notebook import grade_notebook
     from autograder.integrations.nbgrader_api import cell_scores, nbgrader_api
-    from autograder.sandbox.launcher import machine_protections
+    from autograder.sandbox.probe import machine_protections
     from tests.adversarial.conftest import WRONG
     from tests.engine.conftest import CORRECT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from autograder.sandbox import bwrap, launcher, probe, worker_process, zygote
+from autograder.sandbox import bwrap, probe, zygote
 
 
 def test_system_args_recreate_links_and_bind_only_what_exists(tmp_path):
@@ -61,12 +61,6 @@ def test_a_replacement_lacking_a_layer_is_named():
     weak = probe.layers_of({"dedicated_user": None, "bubblewrap": True, "memory_cap_mb": None, "process_cap": 64})
     assert probe.weaker_than(weak, full) == ["dedicated_user", "memory_cap"]
     assert probe.weaker_than(full, weak) == []
-
-
-def test_the_launcher_facade_keeps_the_grader_s_names():
-    for name in launcher.__all__:
-        assert hasattr(launcher, name), name
-    assert launcher.Worker is worker_process.Worker and launcher.machine_protections is probe.machine_protections
 
 
 class _FakeZygote(zygote.Zygote):
