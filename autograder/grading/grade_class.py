@@ -2,11 +2,16 @@
 
 One folder per student (``SUBMISSIONS_DIR/<student>/**/*.ipynb``); nbgrader's
 ``submitted/<student>/<assignment>/*.ipynb`` layout is accepted too (pass ``submitted/``
-or the course folder that holds it).  Each submission is graded by
-``python -m autograder grade`` in its own process (and that process runs the student's code
-in the sandbox), so a crash, a hang or a corrupted notebook in one submission never stops
-the others: a submission whose grading fails gets a results entry with a clear message and
-zero points.
+or the course folder that holds it).  Each of the N jobs is one long-lived grading process
+(:class:`GradingProcess`, fed one submission at a time through a pipe) that grades many
+submissions in-process with :func:`grade_notebook`: it loads each assignment's reference once
+and keeps its sandbox zygote warm (a worker forked in a fraction of a second instead of a fresh
+interpreter importing torch).  The student's code runs in the sandbox, so a crash, a hang or a
+corrupted notebook in one submission never stops the others: a submission whose grading fails
+gets a results entry with a clear message and zero points; if the grading process itself dies
+or outlives the hard limit, that one submission is reported as the grader's error and the job
+starts a fresh process for the next.  Each job gets ``cpu_count // jobs`` threads (its sandbox
+worker and its own tensor work never run at once: the grader waits while the worker computes).
 
 Results go to ``OUT/<student>/<assignment>.json`` (Gradescope's format, written atomically,
 with the sha256 of the notebook's bytes in ``extra_data.content_sha256``) and one class table
@@ -15,7 +20,8 @@ is unchanged (``--force`` regrades everything; failed gradings are always retrie
 
 ``--scheduler ADDRESS`` sends the submissions to a ``dask.distributed`` cluster instead:
 each task is :func:`grade_submission`, which receives the notebook's bytes (no shared
-filesystem needed for submissions; the workers need the course and this package).
+filesystem needed for submissions; the workers need the course and this package).  Each dask
+worker thread keeps its own grading process across tasks, so the reference stays loaded there too.
 
 A submission some of whose checks broke (the grader's problem: ``grade`` exits 3 and lists them in
 ``grader_problems``) keeps its results, the student's other points included, with the status
@@ -29,6 +35,7 @@ or some checks broke for some submission.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import io
@@ -39,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -114,7 +122,7 @@ def _worker_threads() -> int:
 
 
 def grade_submission(task: dict) -> dict:
-    """Grade one submission in a fresh ``python -m autograder grade`` process; never raises.
+    """Grade one submission in this thread's long-lived grading process; never raises.
 
     ``task``: student, assignment, path, sha256, threads (None: decide here), timeout (seconds),
     problem (grade nothing, record it), env (extra environment, e.g. the course's location) and
@@ -127,7 +135,7 @@ def grade_submission(task: dict) -> dict:
     if task.get("problem"):
         results = error_results(task, task["problem"])
     else:
-        results = _grade_in_subprocess(task)
+        results = _grading_process().grade(task)
     extra = results.setdefault("extra_data", {})
     extra["student"] = task["student"]
     extra["submission"] = task["path"]
@@ -138,7 +146,176 @@ def grade_submission(task: dict) -> dict:
     return results
 
 
-def _grade_in_subprocess(task: dict) -> dict:
+# -- the grading processes: one per job, each grading many submissions --------------------
+#
+# A job is one long-lived ``serve()`` process, fed one task at a time through a pipe: it loads each
+# assignment's reference once (grading/reference.py caches it per process, keyed by content hash) and
+# keeps its sandbox zygote warm, so a submission pays neither a fresh interpreter, nor torch's import,
+# nor the reference, nor a cold worker.  The process runs the grader only (the student's code is in
+# the sandbox), and a thread of the caller owns it: if it dies or outlives the hard limit while
+# grading, that one submission is reported as the grader's error and the next one gets a fresh process.
+
+SERVE_HANDLER = "autograder.grading.grade_class:grade_in_process"
+_LOCAL = threading.local()
+_PROCESSES: list[GradingProcess] = []
+_PROCESSES_LOCK = threading.Lock()
+
+
+class GradingProcess:
+    """A grading process owned by one thread: ``grade(task)`` sends it a task and waits for the results."""
+
+    def __init__(self, handler: str | None = None):
+        self.handler = handler or SERVE_HANDLER
+        self.proc: subprocess.Popen | None = None
+        self.env: dict | None = None
+        self.tasks = self.replies = None
+        self.scratch = Path(tempfile.mkdtemp(prefix="classgrade-job-"))
+        self.log = self.scratch / "grader.log"
+        self.closed = False
+        self.starts = 0
+        self.loads: dict[int, dict[str, int]] = {}   # per process id: its reference loads per assignment
+
+    def _start(self, env: dict) -> None:
+        from multiprocessing.connection import Connection
+
+        self.stop()
+        task_r, task_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        try:
+            with open(self.log, "ab") as log_file:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-c", "from autograder.grading.grade_class import serve; serve()",
+                     str(task_r), str(reply_w), self.handler],
+                    stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
+                    pass_fds=(task_r, reply_w), preexec_fn=_die_with_parent)
+        except BaseException:
+            for fd in (task_w, reply_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(task_r)
+            os.close(reply_w)
+        self.tasks, self.replies = Connection(task_w, readable=False), Connection(reply_r, writable=False)
+        self.env = env
+        self.starts += 1
+
+    def grade(self, task: dict) -> dict:
+        try:
+            env = {**os.environ, **(task.get("env") or {})}
+            if self.proc is None or self.proc.poll() is not None or env != self.env:
+                self._start(env)
+            os.truncate(self.log, 0)  # the log of this submission only (the process appends)
+            self.tasks.send(task)
+            if not self.replies.poll(task.get("timeout")):
+                self.stop(kill=True)
+                return error_results(task, f"grading did not finish within {task['timeout']:g} s and was stopped",
+                                     kind="grader")
+            results, stats = self.replies.recv()
+            self.loads[stats["pid"]] = stats["reference_loads"]
+            return results
+        except (EOFError, OSError) as exc:  # the process died while grading (a broken pipe, or no reply)
+            why = self._death() if self.proc is not None else f"the grading process could not start: {exc}"
+            return error_results(task, why, kind="grader")
+        except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
+            self.stop(kill=True)
+            return error_results(task, f"grading failed: {type(exc).__name__}: {exc}", kind="grader")
+
+    def _death(self) -> str:
+        rc = None
+        if self.proc is not None:
+            try:
+                rc = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        log = _tail(self.log)
+        self.stop()
+        if rc is not None and rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = str(-rc)
+            return f"the grading process was killed by {name} (it is restarted for the next submission)\n{log}"
+        return f"the grading process exited with code {rc} (it is restarted for the next submission)\n{log}"
+
+    def stop(self, kill: bool = False) -> None:
+        """End the process: it finishes cleanly when its pipe closes (stopping its zygote), else it is killed."""
+        for conn in (self.tasks, self.replies):
+            if conn is not None:
+                conn.close()
+        self.tasks = self.replies = None
+        if self.proc is not None:
+            if kill:
+                self.proc.kill()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        self.closed = True
+        self.stop()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _grading_process() -> GradingProcess:
+    """This thread's grading process (a local job's, or a dask worker thread's): made once, then reused."""
+    gp = getattr(_LOCAL, "process", None)
+    if gp is None or gp.closed:
+        gp = _LOCAL.process = GradingProcess()
+        with _PROCESSES_LOCK:
+            _PROCESSES.append(gp)
+    return gp
+
+
+def reference_loads() -> dict[str, int]:
+    """How many times the grading processes of this process loaded each assignment's reference."""
+    total: dict[str, int] = {}
+    with _PROCESSES_LOCK:
+        for gp in _PROCESSES:
+            for counts in gp.loads.values():
+                for aid, n in counts.items():
+                    total[aid] = total.get(aid, 0) + n
+    return total
+
+
+@atexit.register
+def close_grading_processes() -> None:
+    with _PROCESSES_LOCK:
+        processes = list(_PROCESSES)
+        _PROCESSES.clear()
+    for gp in processes:
+        gp.close()
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """A grading process's loop: a task from the pipe, its results (and the reference loads) back, until EOF."""
+    import importlib
+    from multiprocessing.connection import Connection
+
+    task_fd, reply_fd, handler = (argv or sys.argv[1:])[:3]
+    tasks, replies = Connection(int(task_fd), writable=False), Connection(int(reply_fd), readable=False)
+    module, _, name = handler.partition(":")
+    grade = getattr(importlib.import_module(module), name)
+    while True:
+        try:
+            task = tasks.recv()
+        except EOFError:
+            return
+        try:
+            results = grade(task)
+        except Exception as exc:  # noqa: BLE001 - the grader's own failure, for this submission only
+            results = error_results(task, f"grading failed: {type(exc).__name__}: {exc}", kind="grader")
+        reference = sys.modules.get("autograder.grading.reference")
+        replies.send((results, {"pid": os.getpid(),
+                                "reference_loads": dict(reference.LOADS) if reference is not None else {}}))
+
+
+def grade_in_process(task: dict) -> dict:
+    """Grade one submission in this (grading) process: what ``python -m autograder grade`` would write."""
+    from autograder.grading.grade_notebook import GradingError, grade_notebook
+
     scratch = Path(tempfile.mkdtemp(prefix="classgrade-"))
     try:
         notebook = Path(task["path"])
@@ -146,46 +323,28 @@ def _grade_in_subprocess(task: dict) -> dict:
             notebook = scratch / "submission" / Path(task["path"]).name
             notebook.parent.mkdir()
             notebook.write_bytes(task["content"])
-        out = scratch / "results.json"
-        log = scratch / "grade.log"
         threads = task.get("threads") or _worker_threads()
-        cmd = [sys.executable, "-m", "autograder", "grade", str(notebook), "--assignment", task["assignment"],
-               "--results", str(out), "--threads", str(threads)]
-        env = {**os.environ, **(task.get("env") or {})}
-        with open(log, "wb") as log_file:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                    cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent)
-            try:
-                rc = proc.wait(timeout=task.get("timeout"))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                return error_results(task, f"grading did not finish within {task['timeout']:g} s and was stopped")
-        if rc == EXIT_OK:
-            try:
-                return _read_results(out)
-            except (OSError, ValueError) as exc:
-                return error_results(task, f"the grader wrote no usable results ({exc})\n{_tail(log)}", kind="grader")
-        if rc == EXIT_GRADER:
-            try:
-                results = _read_results(out)
-            except (OSError, ValueError):
-                results = None
-            if results is not None and (results.get("extra_data") or {}).get("grader_problems"):
-                return results  # graded, but some checks broke: kept, and marked for the instructor
-            return error_results(task, f"grading itself could not run (not the student's fault)\n{_tail(log)}",
-                                 kind="grader")
-        if rc < 0:
-            try:
-                name = signal.Signals(-rc).name
-            except ValueError:
-                name = str(-rc)
-            return error_results(task, f"the grading process was killed by {name}\n{_tail(log)}")
-        return error_results(task, f"the grading process exited with code {rc}\n{_tail(log)}")
-    except Exception as exc:  # noqa: BLE001 - one submission must never stop the class
-        return error_results(task, f"grading failed: {type(exc).__name__}: {exc}", kind="grader")
+        _set_torch_threads(threads)
+        try:
+            report = grade_notebook(notebook, assignment_id=task["assignment"], course=Course(), threads=threads)
+        except GradingError as exc:
+            return error_results(task, "grading itself could not run (not the student's fault)\n"
+                                       f"error: grading could not run for {safe_text(notebook)}: "
+                                       f"{safe_text(exc, 2000)}", kind="grader")
+        # Graded; checks that broke are listed in grader_problems (kept, and marked for the instructor).
+        return json.loads(json.dumps(report.to_gradescope()))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _set_torch_threads(threads: int) -> None:
+    """The grader's own tensor work (the reference, the checks) gets the job's share of the cores too."""
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except Exception:  # noqa: BLE001 - no torch: nothing to share
+        pass
 
 
 def _read_results(path: Path) -> dict:
@@ -318,15 +477,27 @@ def _failed(job: Job, message: str) -> dict:
     return results
 
 
-def _run_local(tasks: list[tuple[Job, dict]], jobs: int):
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_submission, task): job for job, task in tasks}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                yield job, future.result()
-            except Exception as exc:  # noqa: BLE001 - grade_submission should not raise; never lose the class
-                yield job, _failed(job, f"grading failed: {type(exc).__name__}: {exc}")
+def _run_local(tasks: list[tuple[Job, dict]], jobs: int, stats: dict | None = None):
+    """``jobs`` threads, each owning one long-lived grading process (see :class:`GradingProcess`).
+
+    ``stats`` receives ``processes`` (how many were started) and ``reference_loads`` (per assignment).
+    """
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="grade-job") as pool:
+        try:
+            futures = {pool.submit(grade_submission, task): job for job, task in tasks}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    yield job, future.result()
+                except Exception as exc:  # noqa: BLE001 - grade_submission should not raise; never lose the class
+                    yield job, _failed(job, f"grading failed: {type(exc).__name__}: {exc}")
+            if stats is not None:
+                with _PROCESSES_LOCK:
+                    stats["processes"] = sum(gp.starts for gp in _PROCESSES)
+                stats["reference_loads"] = reference_loads()
+        finally:
+            # Before the pool's threads end (each process dies with the thread that started it): a clean exit.
+            close_grading_processes()
 
 
 def _run_dask(tasks: list[tuple[Job, dict]], client):
@@ -398,7 +569,8 @@ def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), forc
 
     grader_failures = 0
     start = time.monotonic()
-    stream = _run_dask(tasks, client) if client is not None else _run_local(tasks, jobs)
+    stats: dict = {}
+    stream = _run_dask(tasks, client) if client is not None else _run_local(tasks, jobs, stats)
     try:
         with tqdm(total=len(todo), unit="submission", desc="grading", disable=not progress or not todo,
                   file=sys.stderr, dynamic_ncols=True) as bar:
@@ -420,6 +592,10 @@ def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), forc
     finally:
         if client is not None:
             client.close()
+    if stats:
+        loads = stats["reference_loads"]
+        print(f"{stats['processes']} grading processes started for {jobs} jobs; reference loads: "
+              f"{', '.join(f'{a} {n}' for a, n in sorted(loads.items())) or 'none'}", file=sys.stderr)
     write_csv(out / CSV_NAME, list(rows.values()))
     errors = sum(r["status"] == "error" for r in rows.values())
     print(f"graded {len(todo)} in {time.monotonic() - start:.1f} s; {errors} with errors; "

@@ -19,6 +19,9 @@ import hashlib
 import io
 import json
 import os
+import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import nbformat
@@ -36,6 +39,8 @@ from autograder.submission.namespace import (
 
 SKIP_TAG = "demo"
 _LOADED: dict[tuple[str, str], ReferenceNamespace] = {}
+#: How many times this process executed each assignment's solution notebook (grade-class reports it).
+LOADS: Counter[str] = Counter()
 
 
 def reference_sources(nb: nbformat.NotebookNode) -> list[str]:
@@ -130,11 +135,19 @@ class ReferenceError(RuntimeError):
 
 
 def load_reference(assignment: Assignment) -> ReferenceNamespace:
-    """Execute the solution notebook's defining cells once per process (and content hash)."""
+    """Execute the solution notebook's defining cells once per process (and content hash).
+
+    A long-lived grading process (a ``grade-class`` job, a dask worker) grades every submission with
+    the same reference; an edit to the solution notebook or to the checks changes the hash, so the
+    next submission loads the new one (and the old one is dropped).
+    """
     digest = content_hash(assignment)
     key = (str(assignment.solution_notebook), digest)
     if key in _LOADED:
         return _LOADED[key]
+    for stale in [k for k in _LOADED if k[0] == key[0]]:
+        del _LOADED[stale]
+    started = time.monotonic()
     nb = read_notebook(assignment.solution_notebook)
     namespace: dict = {"__name__": "__reference__"}
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -157,4 +170,7 @@ def load_reference(assignment: Assignment) -> ReferenceNamespace:
     gc.freeze()  # the reference stays for the whole run: keep it out of every later collection
     ref = ReferenceNamespace(namespace, cache_root(assignment) / assignment.id / digest[:16])
     _LOADED[key] = ref
+    LOADS[assignment.id] += 1
+    print(f"reference for {assignment.id} loaded in {time.monotonic() - started:.1f} s "
+          f"(load {LOADS[assignment.id]} in process {os.getpid()})", file=sys.stderr)
     return ref

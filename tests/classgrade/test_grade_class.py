@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -73,6 +74,8 @@ def jobs1(klass, course, tmp_path_factory) -> Path:
     proc = grade_class(klass, out, course, "--jobs", "1")
     TIMES["jobs 1"] = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # One job: one grading process for the seven gradable submissions, and the reference loaded once.
+    assert "1 grading processes started for 1 jobs; reference loads: 00_fixture 1" in proc.stderr
     return out
 
 
@@ -82,6 +85,8 @@ def test_a_class_graded_with_two_jobs_scores_like_one_job(klass, course, jobs1, 
     TIMES["jobs 2"] = time.monotonic() - start
     print(f"\nwall time for 8 submissions: jobs 1 {TIMES['jobs 1']:.1f} s, jobs 2 {TIMES['jobs 2']:.1f} s")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    loads = re.search(r"(\d+) grading processes started for 2 jobs; reference loads: 00_fixture (\d+)", proc.stderr)
+    assert loads and int(loads[1]) <= 2 and int(loads[2]) == int(loads[1]), proc.stderr[-3000:]
     one, two = table(jobs1), table(tmp_path)
     assert one == two
     assert one["alice"] == ("00_fixture", "7", "7", "graded")
