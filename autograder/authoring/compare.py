@@ -82,6 +82,13 @@ def expect_tensor(got: Any, expected: torch.Tensor, *, what: str = "", atol: flo
         raise CheckFailure(msg)
 
 
+def expect_tensor_of(got: Any, shape: tuple[int, ...], dtype: torch.dtype | None = None, *, what: str = "") -> None:
+    """A tensor of exactly this shape (and dtype, unless None), whatever its values: shape checks with no oracle."""
+    want = f"a {str(dtype).removeprefix('torch.') + ' ' if dtype else ''}tensor of shape {tuple(shape)}"
+    if type(got) is not torch.Tensor or tuple(got.shape) != tuple(shape) or (dtype and got.dtype != dtype):
+        raise CheckFailure(f"{_prefix(what)}expected {want}, got {describe_value(got)}")
+
+
 def _indent(t: torch.Tensor) -> str:
     return "\n".join("    " + line for line in str(t).splitlines())
 

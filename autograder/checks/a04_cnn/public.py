@@ -13,7 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from autograder.authoring.api import Handle, check, expect_raises
-from autograder.authoring.compare import expect, expect_close, expect_equal, expect_tensor, fmt_call
+from autograder.authoring.compare import (
+    expect,
+    expect_close,
+    expect_equal,
+    expect_tensor,
+    expect_tensor_of,
+    fmt_call,
+)
 
 from . import common as C
 
@@ -173,12 +180,10 @@ def test_get_dataloaders_batch_shapes(sub):
         b = xb.shape[0] if xb.dim() > 0 else 0
         if exact:
             expect(b == 64, f"get_dataloaders(64): {name}'s batches should hold 64 images, got {b}")
-        expect(tuple(xb.shape) == (b, 1, 28, 28) and b > 0,
-               f"get_dataloaders(64): {name}'s images should have shape (batch, 1, 28, 28), got {tuple(xb.shape)}")
-        expect(xb.dtype == torch.float32, f"get_dataloaders(64): {name}'s images should be float32, got {xb.dtype}")
-        expect(tuple(yb.shape) == (b,) and yb.dtype == torch.int64,
-               f"get_dataloaders(64): {name}'s labels should be int64 of shape ({b},), got "
-               f"{yb.dtype} {tuple(yb.shape)}")
+        expect(b > 0, f"get_dataloaders(64): {name}'s images should have shape (batch, 1, 28, 28), "
+                      f"got {tuple(xb.shape)}")
+        expect_tensor_of(xb, (b, 1, 28, 28), torch.float32, what=f"get_dataloaders(64): {name}'s images")
+        expect_tensor_of(yb, (b,), torch.int64, what=f"get_dataloaders(64): {name}'s labels")
 
 
 @check(cell="test_get_dataloaders", points=2, kind="numerical",
@@ -323,34 +328,39 @@ def _spy_calls(sub, epochs=2):
     return train, valid
 
 
+_MODE, _GRAD = 1, 2  # a spy record is (phase, model.training, torch.is_grad_enabled())
+
+
+def _expect_every_batch(batches, field, want, phase, wrong, advice=""):
+    """Every ``phase`` batch the spy recorded ran with ``field`` == ``want``; the message counts the others."""
+    bad = sum(bool(r[field]) != want for r in batches)
+    expect(bad == 0, f"{bad} of {len(batches)} {phase} batches ran {wrong}{': ' + advice if advice else ''}")
+
+
 @check(cell="test_fit", points=1, kind="behaviour",
        hint="Evaluation switches the model to eval mode; every epoch's training must start in training mode "
             "again (section 5, the two switches).")
 def test_fit_trains_in_training_mode_with_gradients(sub):
     train, _ = _spy_calls(sub)
-    bad_mode = sum(not r[1] for r in train)
-    no_grad = sum(not r[2] for r in train)
-    expect(bad_mode == 0, f"{bad_mode} of {len(train)} training batches ran in eval mode: switch the model to "
-                          "training mode before each epoch's training loop")
-    expect(no_grad == 0, f"{no_grad} of {len(train)} training batches ran without gradients")
+    _expect_every_batch(train, _MODE, True, "training", "in eval mode",
+                        "switch the model to training mode before each epoch's training loop")
+    _expect_every_batch(train, _GRAD, True, "training", "without gradients")
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
        hint="Validation should see the model in evaluation mode (section 5, the two switches).")
 def test_fit_evaluates_in_eval_mode(sub):
     _, valid = _spy_calls(sub)
-    bad = sum(r[1] for r in valid)
-    expect(bad == 0, f"{bad} of {len(valid)} validation batches ran in training mode: call model.eval() "
-                     "before validating (it matters for dropout and batch norm)")
+    _expect_every_batch(valid, _MODE, False, "validation", "in training mode",
+                        "call model.eval() before validating (it matters for dropout and batch norm)")
 
 
 @check(cell="test_fit", points=1, kind="behaviour",
        hint="Nothing is differentiated during validation, so autograd should not record it (section 5).")
 def test_fit_evaluates_without_gradients(sub):
     _, valid = _spy_calls(sub)
-    bad = sum(r[2] for r in valid)
-    expect(bad == 0, f"{bad} of {len(valid)} validation batches ran with gradients enabled: switch autograd off "
-                     "for the validation pass (torch.no_grad())")
+    _expect_every_batch(valid, _GRAD, False, "validation", "with gradients enabled",
+                        "switch autograd off for the validation pass (torch.no_grad())")
 
 
 @check(cell="test_fit", points=1, kind="behaviour",

@@ -14,10 +14,10 @@ from autograder.authoring.api import (
     describe_value,
     expect,
     expect_close,
-    expect_equal,
     expect_tensor,
     fmt_call,
 )
+from autograder.authoring.compare import expect_tensor_of
 
 from .common import (
     NBINS,
@@ -107,10 +107,8 @@ def test_ActivationStats_records_one_entry_per_forward_pass(sub):
                f"got lengths {lengths}")
     hists = stats_h.attr("hists")
     for i, per_module in enumerate(hists):
-        for h in per_module:
-            expect(type(h) is torch.Tensor and tuple(h.shape) == (NBINS,),
-                   f"hists[{i}] entries should be tensors of shape (40,) (histc with 40 bins), got "
-                   f"{tuple(h.shape) if type(h) is torch.Tensor else type(h).__name__}")
+        for k, h in enumerate(per_module):
+            expect_tensor_of(h, (NBINS,), what=f"hists[{i}][{k}] (histc with {NBINS} bins)")
 
 
 @check(cell="test_ActivationStats", points=2, kind="numerical",
@@ -220,48 +218,47 @@ def test_ActivationStats_with_block_exception(sub):
 # ---------------------------------------------------------------------------------------------
 
 
+def _expect_on_hand_made_hists(sub, name, oracle):
+    """``name(stats, i)`` for both modules of the hand-made histograms, against ``oracle(hists[i])`` (values shown:
+    the example is small enough to work out on paper)."""
+    hists = literal_hists()
+    stats_h = fake_stats(sub, hists)
+    for i in (0, 1):
+        expect_tensor(getattr(sub, name)(stats_h, i), oracle(hists[i]),
+                      what=f"{name}(stats, {i}) with hand-made histograms of 3 batches", show_values=True)
+
+
+def _expect_float32_of_shape(sub, name, i, shape):
+    """``name(stats, i)`` on random histograms of 7 batches: a float32 tensor of ``shape``."""
+    stats_h = fake_stats(sub, random_hists(i + 1, 7))
+    expect_tensor_of(getattr(sub, name)(stats_h, i), shape, torch.float32,
+                     what=f"{name}(stats, {i}) with 7 recorded batches")
+
+
 @check(cell="test_dead_fraction", points=2, kind="numerical",
        hint="One number per recorded batch: that batch's first-bin count over that batch's total count. Work the "
             "hand-made example in the message out on paper.")
 def test_dead_fraction_small_example(sub):
-    hists = literal_hists()
-    stats_h = fake_stats(sub, hists)
-    for i in (0, 1):
-        expect_tensor(sub.dead_fraction(stats_h, i), expected_dead_fraction(hists[i]),
-                      what=f"dead_fraction(stats, {i}) with hand-made histograms", show_values=True)
+    _expect_on_hand_made_hists(sub, "dead_fraction", expected_dead_fraction)
 
 
 @check(cell="test_dead_fraction", points=1, kind="shape",
        hint="One value per recorded batch: a float32 tensor of shape (n_batches,).")
 def test_dead_fraction_shape_and_dtype(sub):
-    hists = random_hists(3, 7)
-    stats_h = fake_stats(sub, hists)
-    got = sub.dead_fraction(stats_h, 2)
-    expect(type(got) is torch.Tensor, f"dead_fraction(stats, 2) should return a tensor, got {type(got).__name__}")
-    expect_equal(tuple(got.shape), (7,), what="dead_fraction(stats, 2).shape with 7 recorded batches")
-    expect(got.dtype == torch.float32, f"dead_fraction(stats, 2) should be float32, got {got.dtype}")
+    _expect_float32_of_shape(sub, "dead_fraction", 2, (7,))
 
 
 @check(cell="test_color_dim", points=2, kind="numerical",
        hint="The picture has one column per batch and one row per bin (row 0 = the first bin), coloured by "
             "log(1 + count): check the orientation and the log against section 4.")
 def test_color_dim_small_example(sub):
-    hists = literal_hists()
-    stats_h = fake_stats(sub, hists)
-    for i in (0, 1):
-        expect_tensor(sub.color_dim(stats_h, i), expected_color_dim(hists[i]),
-                      what=f"color_dim(stats, {i}) with hand-made histograms of 3 batches")
+    _expect_on_hand_made_hists(sub, "color_dim", expected_color_dim)
 
 
 @check(cell="test_color_dim", points=1, kind="shape",
        hint="One column per batch: a float32 tensor of shape (40, n_batches).")
 def test_color_dim_shape(sub):
-    hists = random_hists(2, 7)
-    stats_h = fake_stats(sub, hists)
-    got = sub.color_dim(stats_h, 1)
-    expect(type(got) is torch.Tensor, f"color_dim(stats, 1) should return a tensor, got {type(got).__name__}")
-    expect_equal(tuple(got.shape), (NBINS, 7), what="color_dim(stats, 1).shape with 7 recorded batches")
-    expect(got.dtype == torch.float32, f"color_dim(stats, 1) should be float32, got {got.dtype}")
+    _expect_float32_of_shape(sub, "color_dim", 1, (NBINS, 7))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,9 +317,7 @@ def test_conv_bn_output_shape(sub):
         out = block(x)
         h = (13 + 2 * (ks // 2) - ks) // stride + 1
         w = (8 + 2 * (ks // 2) - ks) // stride + 1
-        expect(type(out) is torch.Tensor and tuple(out.shape) == (3, 5, h, w),
-               f"conv_bn(2, 5, ks={ks}, stride={stride}) on an input (3, 2, 13, 8) should give (3, 5, {h}, {w}), got "
-               f"{tuple(out.shape) if type(out) is torch.Tensor else type(out).__name__}")
+        expect_tensor_of(out, (3, 5, h, w), what=f"conv_bn(2, 5, ks={ks}, stride={stride}) on an input (3, 2, 13, 8)")
 
 
 # ---------------------------------------------------------------------------------------------
