@@ -56,14 +56,18 @@ def test_apply_kernel_accepts_patches_touching_the_border(sub, ref):
             _expect_apply(sub, ref, img, row, col, kernel)
 
 
+def _expect_rejected(sub, img, row, col, kernel):
+    """apply_kernel(img, row, col, kernel) must raise ValueError (the docstring's Raises)."""
+    expect_raises(lambda: sub.apply_kernel(img, row, col, kernel), "ValueError",
+                  what=fmt_call("apply_kernel", img, row, col, kernel))
+
+
 @check(cell="test_apply_kernel", points=1, kind="error",
        hint="A kernel with more rows than columns (or fewer) has no single size k: the docstring's Raises lists it.")
 def test_apply_kernel_rejects_non_square_kernel(sub, ref):
     img = torch.rand(9, 9)
     for shape in [(3, 5), (5, 3), (3, 1)]:
-        kernel = torch.ones(shape)
-        expect_raises(lambda kernel=kernel: sub.apply_kernel(img, 4, 4, kernel), "ValueError",
-                      what=fmt_call("apply_kernel", img, 4, 4, kernel))
+        _expect_rejected(sub, img, 4, 4, torch.ones(shape))
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
@@ -72,8 +76,7 @@ def test_apply_kernel_rejects_non_square_kernel(sub, ref):
 def test_apply_kernel_rejects_non_2d_image(sub, ref):
     kernel = kernel_tensor("top_edge")
     for img in (torch.rand(1, 6, 6), torch.rand(6), torch.rand(2, 1, 6, 6)):
-        expect_raises(lambda img=img: sub.apply_kernel(img, 3, 3, kernel), "ValueError",
-                      what=fmt_call("apply_kernel", img, 3, 3, kernel))
+        _expect_rejected(sub, img, 3, 3, kernel)
 
 
 @check(cell="test_apply_kernel", points=1, kind="error",
@@ -83,12 +86,10 @@ def test_apply_kernel_rejects_patch_leaving_bottom_right_or_negative(sub, ref):
     img = torch.rand(6, 8)
     kernel = torch.randn(3, 3)
     for row, col in [(5, 3), (3, 7), (5, 7), (-1, 3), (3, -2), (6, 3), (2, 9)]:
-        expect_raises(lambda row=row, col=col: sub.apply_kernel(img, row, col, kernel), "ValueError",
-                      what=fmt_call("apply_kernel", img, row, col, kernel))
+        _expect_rejected(sub, img, row, col, kernel)
     big = torch.randn(5, 5)
     for row, col in [(1, 4), (4, 2), (2, 6)]:
-        expect_raises(lambda row=row, col=col: sub.apply_kernel(img, row, col, big), "ValueError",
-                      what=fmt_call("apply_kernel", img, row, col, big))
+        _expect_rejected(sub, img, row, col, big)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,43 +29,37 @@ def _compare_out_size(sub, case_h, case_w):
         C.expect_value(got, want, f"{what} (the {axis} of nn.Conv2d's output)")
 
 
+def _out_size_matches_conv2d(sub, max_examples, examples, **case_bounds):
+    """The property of the conv_out_size checks: ``_compare_out_size`` on (height, width) pairs of cases
+    within ``case_bounds`` (``C.fitting_cases``), the explicit ``examples`` first, in order."""
+    def prop(case_h, case_w):
+        _compare_out_size(sub, case_h, case_w)
+
+    for case_h, case_w in reversed(examples):  # as stacked @example decorators: the first one runs first
+        prop = example(case_h, case_w)(prop)
+    cases = C.fitting_cases(**case_bounds)
+    C.prop(max_examples)(given(cases, cases)(prop))()
+
+
 @check(cell="test_conv_out_size", points=1, kind="shape",
        hint="Count the positions at which a window of size k can start in n pixels (section 1), on the smallest "
             "failing case above.")
 def test_conv_out_size_no_padding_matches_conv2d(sub):
-    @C.prop(40)
-    @given(C.fitting_cases(max_s=1, max_p=0), C.fitting_cases(max_s=1, max_p=0))
-    @example((5, 3, 1, 0, 1), (7, 2, 1, 0, 1))
-    def prop(case_h, case_w):
-        _compare_out_size(sub, case_h, case_w)
-
-    prop()
+    _out_size_matches_conv2d(sub, 40, [((5, 3, 1, 0, 1), (7, 2, 1, 0, 1))], max_s=1, max_p=0)
 
 
 @check(cell="test_conv_out_size", points=1, kind="shape",
        hint="Padding adds p pixels on both sides, and a window that would stick out past the padded edge is not "
             "computed: reread how section 1 rounds, and try the failing case above by hand.")
 def test_conv_out_size_padding_and_stride_match_conv2d(sub):
-    @C.prop(50)
-    @given(C.fitting_cases(max_s=4, max_p=3), C.fitting_cases(max_s=4, max_p=3))
-    @example((28, 3, 2, 1, 1), (7, 3, 2, 1, 1))
-    @example((6, 3, 2, 0, 1), (9, 2, 3, 2, 1))
-    def prop(case_h, case_w):
-        _compare_out_size(sub, case_h, case_w)
-
-    prop()
+    _out_size_matches_conv2d(sub, 50, [((28, 3, 2, 1, 1), (7, 3, 2, 1, 1)), ((6, 3, 2, 0, 1), (9, 2, 3, 2, 1))],
+                             max_s=4, max_p=3)
 
 
 @check(cell="test_conv_out_size", points=1, kind="shape",
        hint="Dilation spreads the kernel's taps apart: section 1 gives the effective size of a dilated kernel.")
 def test_conv_out_size_dilation_matches_conv2d(sub):
-    @C.prop(40)
-    @given(C.fitting_cases(max_s=3, max_p=3, max_d=4), C.fitting_cases(max_s=3, max_p=3, max_d=4))
-    @example((10, 3, 1, 0, 2), (12, 3, 2, 2, 3))
-    def prop(case_h, case_w):
-        _compare_out_size(sub, case_h, case_w)
-
-    prop()
+    _out_size_matches_conv2d(sub, 40, [((10, 3, 1, 0, 2), (12, 3, 2, 2, 3))], max_s=3, max_p=3, max_d=4)
 
 
 @check(cell="test_conv_out_size", points=0.5, kind="behaviour",
