@@ -188,6 +188,11 @@ def trainable_names(description: dict) -> list[str]:
     return [p["name"] for p in description["parameters"] if p["requires_grad"]]
 
 
+def first_names(names: list[str], most: int) -> str:
+    """``a, b, c...``: the first ``most`` names of a list for a message, with ``...`` when there are more."""
+    return ", ".join(names[:most]) + ("..." if len(names) > most else "")
+
+
 def all_training_flags(description: dict, prefix: str = "model") -> list[tuple[str, bool]]:
     """(path, training) for a module and every submodule of a describe() result."""
     out = [(prefix, description.get("training"))]

@@ -118,6 +118,14 @@ def test_extract_features_works_in_batches(sub, ref):
     _expect_works_in_batches(sub, "extract_features", tiny_net(sub), "grader_tiny", TINY_INPUT)
 
 
+def _sums_changed_by(sub, model, action, among=lambda name: True):
+    """The names (``among`` those of the state dict) whose sums ``action()`` changed, or that it removed."""
+    before = sub.eval(SUMS_EXPR, grader_m=model)
+    action()
+    after = sub.eval(SUMS_EXPR, grader_m=model)
+    return [k for k in before if among(k) and (k not in after or after[k] != before[k])]
+
+
 # ---------------------------------------------------------------------------------------------- freeze_features
 @check(cell="test_freeze_features", points=1, kind="behaviour",
        hint="freeze_features should work for any network, not only for AlexNet's layer indices.")
@@ -133,12 +141,8 @@ def test_freeze_features_works_for_any_model(sub, ref):
        hint="Freezing changes requires_grad only: the values and the train/eval mode stay as they were.")
 def test_freeze_features_keeps_values_and_mode(sub, ref):
     with fresh_alexnet(sub) as model:
-        probe = SUMS_EXPR
-        before = sub.eval(probe, grader_m=model)
         mode_before = model.describe()["training"]
-        sub.freeze_features(model)
-        after = sub.eval(probe, grader_m=model)
-        changed = [k for k in before if k not in after or after[k] != before[k]]
+        changed = _sums_changed_by(sub, model, lambda: sub.freeze_features(model))
         expect(not changed, f"freeze_features changed the values of {changed[:4]}: it should only set requires_grad")
         expect(model.describe()["training"] == mode_before,
                "freeze_features changed the model's train/eval mode: it should only set requires_grad")
@@ -149,12 +153,8 @@ def test_freeze_features_keeps_values_and_mode(sub, ref):
        hint="Only the last layer of the classifier is new; every other layer keeps its weights.")
 def test_replace_classifier_keeps_the_other_layers(sub, ref):
     with fresh_alexnet(sub) as model:
-        probe = SUMS_EXPR
-        before = sub.eval(probe, grader_m=model)
-        sub.replace_classifier(model, 5)
-        after = sub.eval(probe, grader_m=model)
-        kept = [k for k in before if not k.startswith("classifier.6.")]
-        changed = [k for k in kept if k not in after or after[k] != before[k]]
+        changed = _sums_changed_by(sub, model, lambda: sub.replace_classifier(model, 5),
+                                   among=lambda k: not k.startswith("classifier.6."))
         expect(not changed, f"replace_classifier changed (or removed) {changed[:4]}: only classifier[6] should "
                             f"be new [{weights_used()}]")
 

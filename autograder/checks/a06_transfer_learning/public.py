@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from autograder.authoring.api import CheckFailure, Handle, StudentError, check, describe_value, expect_equal
-from autograder.authoring.compare import expect, expect_raises, expect_tensor, fmt_call
+from autograder.authoring.compare import expect, expect_close, expect_raises, expect_tensor, fmt_call
 
 from .common import (
     FINETUNED,
@@ -21,6 +21,7 @@ from .common import (
     checkpoint_sums,
     expect_finetuned,
     expect_module,
+    first_names,
     fmnist_inputs,
     fresh_alexnet,
     normalise,
@@ -49,9 +50,9 @@ def test_load_alexnet_has_the_checkpoint_weights(sub):
     expect(sorted(sums) == sorted(state), "load_alexnet() returned a model whose parameter names differ from "
                                           "torchvision's AlexNet")
     for key, expected in state.items():
-        expect(abs(sums[key] - expected) <= 1e-6 * (1 + abs(expected)),
-               f"load_alexnet(): parameter {key} does not hold the checkpoint's values (sum {sums[key]:.6g}, "
-               f"expected {expected:.6g}): load the weights AlexNet_Weights.IMAGENET1K_V1 ({weights_used()})")
+        expect_close(sums[key], expected, atol=1e-6, rtol=1e-6,
+                     what=f"load_alexnet() should hold the checkpoint's values: load the weights "
+                          f"AlexNet_Weights.IMAGENET1K_V1 ({weights_used()}); the sum of parameter {key}")
 
 
 @check(cell="test_load_alexnet", points=1, kind="behaviour",
@@ -62,7 +63,7 @@ def test_load_alexnet_is_in_eval_mode(sub):
         d = expect_module(sub.load_alexnet(**kwargs), fmt_call("load_alexnet", **kwargs)).describe()
         training = [path for path, flag in all_training_flags(d) if flag]
         expect(not training, f"{fmt_call('load_alexnet', **kwargs)} returned a model in training mode "
-                             f"({', '.join(training[:3])}{'...' if len(training) > 3 else ''} have training=True): "
+                             f"({first_names(training, 3)} have training=True): "
                              "call .eval() so that dropout is off")
 
 
@@ -204,7 +205,7 @@ def test_freeze_features_freezes_every_parameter(sub):
         sub.freeze_features(model)
         still = trainable_names(model.describe())
         expect(not still, f"after freeze_features(alexnet), {len(still)} parameters still have requires_grad=True "
-                          f"({', '.join(still[:4])}{'...' if len(still) > 4 else ''}): freeze every parameter "
+                          f"({first_names(still, 4)}): freeze every parameter "
                           "of the pretrained network, the classifier's layers too")
 
 
