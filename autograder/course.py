@@ -160,7 +160,11 @@ def forget_other_checks(files) -> None:
     for path in files:
         path = Path(path).resolve()
         name = _package_name(path)
-        if name is None:
+        if name is None:  # a lone file: pytest names it after its stem (the rootdir is its folder)
+            module = sys.modules.get(path.stem)
+            where = getattr(module, "__file__", None)
+            if where and Path(where).resolve() != path:
+                del sys.modules[path.stem]
             continue
         top = name.split(".")[0]
         root = path.parents[name.count(".") - 1]  # the folder of package ``top``
