@@ -517,6 +517,20 @@ def _run_dask(tasks: list[tuple[Job, dict]], client):
         yield job, results
 
 
+def dask_client(scheduler: str):
+    """A ``distributed.Client`` for ``scheduler``, or None after saying on stderr why there is none."""
+    try:
+        from distributed import Client
+    except ImportError:
+        print("error: --scheduler needs dask.distributed: pip install 'cnn-course[dask]'", file=sys.stderr)
+        return None
+    try:
+        return Client(scheduler, timeout="30s")
+    except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ... from the connection
+        print(f"error: cannot reach the dask scheduler at {scheduler}: {exc}", file=sys.stderr)
+        return None
+
+
 def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), force: bool = False,
                 assignment: str | None = None, scheduler: str | None = None, course: Course | None = None,
                 progress: bool = True) -> int:
@@ -554,15 +568,8 @@ def grade_class(folder: Path, *, jobs: int = 1, out: Path = Path("graded"), forc
 
     client = None
     if scheduler and todo:
-        try:
-            from distributed import Client
-        except ImportError:
-            print("error: --scheduler needs dask.distributed: pip install 'cnn-course[dask]'", file=sys.stderr)
-            return EXIT_GRADER
-        try:
-            client = Client(scheduler, timeout="30s")
-        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ... from the connection
-            print(f"error: cannot reach the dask scheduler at {scheduler}: {exc}", file=sys.stderr)
+        client = dask_client(scheduler)
+        if client is None:
             return EXIT_GRADER
     threads = None if client is not None else max(1, (os.cpu_count() or 1) // jobs)
     tasks = [(job, _task(job, course, threads, with_content=client is not None)) for job in todo]

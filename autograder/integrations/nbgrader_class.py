@@ -369,15 +369,10 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
 
     client = None
     if scheduler and todo:
-        try:
-            from distributed import Client
-        except ImportError:
-            print("error: --scheduler needs dask.distributed: pip install -e '.[dask]'", file=sys.stderr)
-            return EXIT_GRADER
-        try:
-            client = Client(scheduler, timeout="30s")
-        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ...
-            print(f"error: cannot reach the dask scheduler at {scheduler}: {exc}", file=sys.stderr)
+        from autograder.grading.grade_class import dask_client
+
+        client = dask_client(scheduler)
+        if client is None:
             return EXIT_GRADER
     spec = {"root": str(root), "db_url": db_url,
             "engine_root": str(engine_root) if engine_root else "",
