@@ -207,7 +207,9 @@ def _files(course: Course, ids: list[str]) -> Iterator[tuple[Path, str]]:
         yield from walk(a.solution_notebook.parent)
     checks = course.checks_root
     keep = {f"a{aid}" for aid in ids}
-    yield from walk(root / "autograder", skip=lambda p: p.parent == checks and p.name not in keep)
+    demo_answers = root / "autograder" / "integrations" / "demo_submissions"  # the demo course's, not graded here
+    yield from walk(root / "autograder",
+                    skip=lambda p: (p.parent == checks and p.name not in keep) or p == demo_answers)
     yield from walk(root / "data_scripts")
     yield root / "pyproject.toml", "pyproject.toml"
 
