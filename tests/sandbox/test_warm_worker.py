@@ -171,6 +171,10 @@ def test_a_forked_worker_sees_nothing_of_the_one_before_and_dies_for_good(monkey
             "import json, os\n"
             "procs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
             "cmds = [open(f'/proc/{p}/cmdline', 'rb').read() for p in procs]\n"
+            "def holds_mount(path):\n"
+            "    if os.path.ismount(path):\n"
+            "        return True\n"
+            "    return any(os.path.ismount(os.path.join(f, d)) for f, ds, _ in os.walk(path) for d in ds)\n"
             "def denied(path):\n"
             "    try:\n"
             "        open(path, 'rb').read(1)\n"
@@ -179,6 +183,8 @@ def test_a_forked_worker_sees_nothing_of_the_one_before_and_dies_for_good(monkey
             "        return True\n"
             "print('SEEN' + json.dumps({\n"
             "    'tmp': os.listdir('/tmp') + os.listdir('/dev/shm') + os.listdir('/var/tmp'),\n"
+            "    'skeleton': [e for t in ('/tmp', '/dev/shm', '/var/tmp') for e in os.listdir(t)\n"
+            "                 if holds_mount(os.path.join(t, e))],\n"
             "    'sysv': [open('/proc/sysvipc/' + k).read().splitlines()[1:] for k in ('shm', 'sem', 'msg')],\n"
             "    'sleepers': sum(b'sleep' in c for c in cmds),\n"
             f"    'old_scratch': os.path.exists({str(old_scratch)!r}),\n"
@@ -188,6 +194,9 @@ def test_a_forked_worker_sees_nothing_of_the_one_before_and_dies_for_good(monkey
             "}))\n")).split("SEEN", 1)[1].splitlines()[0])
     finally:
         second.close()
-    assert seen["tmp"] == [os.path.basename(str(old_scratch.parent))], seen
+    # Only the scratch parent and bubblewrap's mount points (e.g. a repository or venv under /tmp) remain.
+    assert os.path.basename(str(old_scratch.parent)) in seen["tmp"], seen
+    leftovers = set(seen["tmp"]) - {os.path.basename(str(old_scratch.parent))} - set(seen["skeleton"])
+    assert not leftovers and not {"left", "d"} & set(seen["tmp"]), seen
     assert seen["sysv"] == [[], [], []] and seen["sleepers"] == 0 and not seen["old_scratch"]
     assert seen["zygote_memory_denied"] and seen["zygote_environ_denied"] and not seen["parent_listable"]
