@@ -32,7 +32,7 @@ import pytest
 
 from autograder.authoring.notebook_builder import fill_answers, solution_sources
 from autograder.course import Course
-from autograder.integrations.demo import load_submissions
+from autograder.integrations.demo import REBIND_CHECK, load_submissions
 from autograder.integrations.nbgrader_api import cell_scores, nbgrader_api
 from autograder.notebooks import grade_id, is_test_cell, nbgrader_meta
 from tests.nbgrader.conftest import NOISE, make_course, run_nbgrader, submit
@@ -44,24 +44,7 @@ HEAVY = ("04_cnn", "05_activation_stats", "06_transfer_learning")
 CLI_AID = "02_conv_arithmetic"  # graded with the `grade-class` command line (the others with the engine in-process)
 #: A written answer, kept verbatim in the feedback.
 WRITTEN = "My own words on this question, kept as I wrote them."
-#: The in-kernel attack of the issue: `check` rebound to return each test cell's points from the notebook's metadata.
-REBIND_CHECK = '''
-
-import glob as _glob
-import json as _json
-
-
-def _points(cell):
-    for _path in _glob.glob("*.ipynb"):
-        for _c in _json.load(open(_path))["cells"]:
-            _m = _c.get("metadata", {}).get("nbgrader", {})
-            if _m.get("grade_id") == cell:
-                return float(_m.get("points", 0))
-    return 0.0
-
-
-check = lambda cell, *args, **kwargs: _points(cell)  # noqa: E731
-'''
+#: The in-kernel attack of the issue (`check` rebound to return each test cell's points): the demo's mallory.
 
 
 def _release(course, aid):
