@@ -78,7 +78,7 @@ class Job:
 
 # -- one submission (runs locally in a thread, or on a dask worker) ---------------------
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGKILL when the class grader dies (even by SIGKILL)."""
     try:
         import ctypes
@@ -110,7 +110,7 @@ def error_results(task: dict, message: str, *, kind: str = "submission") -> dict
     }
 
 
-def _worker_threads() -> int:
+def worker_threads() -> int:
     """Threads for one submission on a dask worker: its cores shared by its task slots."""
     try:
         from distributed import get_worker
@@ -187,7 +187,7 @@ class GradingProcess:
                     [sys.executable, "-c", "from autograder.grading.grade_class import serve; serve()",
                      str(task_r), str(reply_w), self.handler],
                     stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env,
-                    pass_fds=(task_r, reply_w), preexec_fn=_die_with_parent)
+                    pass_fds=(task_r, reply_w), preexec_fn=die_with_parent)
         except BaseException:
             for fd in (task_w, reply_r):
                 os.close(fd)
@@ -323,7 +323,7 @@ def grade_in_process(task: dict) -> dict:
             notebook = scratch / "submission" / Path(task["path"]).name
             notebook.parent.mkdir()
             notebook.write_bytes(task["content"])
-        threads = task.get("threads") or _worker_threads()
+        threads = task.get("threads") or worker_threads()
         _set_torch_threads(threads)
         try:
             report = grade_notebook(notebook, assignment_id=task["assignment"], course=Course(), threads=threads)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import gc
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -46,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.exit_codes import EXIT_GRADER, EXIT_OK, EXIT_USAGE
+from autograder.grading.grade_class import dask_client, die_with_parent, worker_threads
 from autograder.textsafe import one_line, safe_text
 
 #: How a gradebook URL that may hold a password is shown.
@@ -102,16 +102,6 @@ _APIS: dict[tuple, object] = {}
 _ONE_AT_A_TIME = threading.Lock()   # nbgrader chdirs into the course: one autograde per process at a time
 
 
-def _die_with_parent() -> None:
-    """Worker initializer: get SIGKILL when the class grader dies (no orphan keeps grading)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux
-        pass
-
-
 def _api(spec: dict):
     """This process's nbgrader application for ``spec`` (built once per process)."""
     key = tuple(sorted((k, str(v)) for k, v in spec.items()))
@@ -127,16 +117,8 @@ def _api(spec: dict):
 
 
 def _threads_here(spec: dict) -> int:
-    """Threads for the student's code: the cores shared by the task slots of this process's host."""
-    if spec.get("threads"):
-        return int(spec["threads"])
-    try:
-        from distributed import get_worker
-
-        slots = get_worker().state.nthreads
-    except Exception:  # noqa: BLE001 - not on a dask worker
-        slots = 1
-    return max(1, (os.cpu_count() or 1) // max(1, slots))
+    """Threads for the student's code: the job's share, or the cores shared by this dask worker's task slots."""
+    return int(spec["threads"]) if spec.get("threads") else worker_threads()
 
 
 def _problem_lines(log: str) -> list[str]:
@@ -213,7 +195,7 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
 
     # spawn: a fresh interpreter (no copy of this process's threads, locks or database connections)
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_die_with_parent)
+                               initializer=die_with_parent)
 
 
 def run_local(spec: dict, shards: list[Shard], jobs: int, grade=grade_shard):
@@ -369,7 +351,6 @@ def grade_class_nbgrader(folder: Path, *, jobs: int = 1, db_url: str | None = No
 
     client = None
     if scheduler and todo:
-        from autograder.grading.grade_class import dask_client
 
         client = dask_client(scheduler)
         if client is None:
