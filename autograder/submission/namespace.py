@@ -10,6 +10,8 @@
 * ``sub.eval(expr, **bindings)`` / ``sub.exec(code, **bindings)`` run the *grader's* code
   next to the notebook's names (to build a model or a data loader there, say).
 * ``sub.describe(handle)`` returns plain data about a module (layers, parameters, hooks).
+* ``sub.shared_result("get_dataloaders", 64)`` is a private copy of one shared result of an expensive
+  call, for checks that only read it (see :meth:`Namespace.shared_result`).
 
 Exceptions raised by the notebook's code arrive as :class:`StudentError` (a name and a
 message, never the object).
@@ -18,11 +20,12 @@ message, never the object).
 from __future__ import annotations
 
 import itertools
+import keyword
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from autograder.sandbox.codec import DecodeError, Decoder, Encoder, HandleRef
 from autograder.sandbox.executor import Executor
@@ -108,6 +111,8 @@ class Namespace:
     _hung: set[str] = field(default_factory=set)
     #: the grader's scope (one per check): names its exec() defines are seen by eval/exec of that scope only.
     _scope: str | None = None
+    #: whether :meth:`shared_result` shares one result between checks (only a worker that serves one submission)
+    shares_results: ClassVar[bool] = False
 
     # -- transport -------------------------------------------------------------------
     def _roundtrip(self, request: dict, blobs: list[bytes], timeout: float,
@@ -137,6 +142,8 @@ class Namespace:
                  **fields) -> Any:
         blobs: list[bytes] = []
         request = {"op": op}
+        # the notebook function this request runs ("runs" for grader code that calls it): a hung one is not run again
+        target = fields.pop("runs", None) or (fields.get("target", {}).get("name") if op == "call" else None)
         for key, value in fields.items():
             if key in ("args", "kwargs", "bindings"):
                 tree, extra = self._encode(value)
@@ -145,7 +152,6 @@ class Namespace:
                 blobs.extend(extra)
             else:
                 request[key] = value
-        target = fields.get("target", {}).get("name") if op == "call" else None
         if target is not None and target in self._hung:
             raise SubmissionTimeout(f"{what} was not run: an earlier call to {target}() did not finish in time")
         if target is not None and fields.get("forbid"):
@@ -211,6 +217,29 @@ class Namespace:
         return self._request("call", f"{name}()", timeout=timeout, target={"name": name},
                              max_reply=int(max_reply_mb * 2**20) if max_reply_mb else None,
                              args=list(args), kwargs=dict(kwargs), forbid=list(forbid))
+
+    def shared_result(self, name: str, *args, timeout: float | None = None, **kwargs):
+        """``name(*args, **kwargs)`` for a check that only reads the result: its own copy of one shared result.
+
+        In the sandboxed worker the function runs once per worker process for these arguments (numbers,
+        strings, booleans or None: they make the key), and every check gets a deep copy of that result
+        (the first check the result itself), so no check sees another's changes; a result that cannot be
+        copied is computed again for each check, and a new worker (after a crash) computes it again.
+        Elsewhere (the reference, a notebook kernel) the function is simply called.  A check that tests
+        the function's own behaviour (a new object per call, defaults, what changes between calls, a
+        forbidden API) calls it itself.  docs/AUTHORING.md, "Shared results", says when to use it.
+        """
+        if not self.shares_results:
+            return self.call(name, *args, timeout=timeout, **kwargs)
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"bad function name {name!r}")
+        if not all(v is None or type(v) in (bool, int, float, str) for v in (*args, *kwargs.values())):
+            raise TypeError("shared_result() takes numbers, strings, booleans and None as arguments (its key)")
+        source = (f"__import__('autograder.sandbox.shared_results', fromlist=['_'])"
+                  f".shared_result(grader_key, {name}, grader_args, grader_kwargs)")
+        key = repr((name, args, sorted(kwargs.items())))
+        return self._request("eval", f"{name}()", timeout=timeout, runs=name, source=source, scope=self._scope,
+                             bindings={"grader_key": key, "grader_args": list(args), "grader_kwargs": kwargs})
 
     def begin_scope(self, name: str | None) -> None:
         """Start the grader's scope ``name`` (the runner starts one per check, on both sides).

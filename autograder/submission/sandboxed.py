@@ -23,6 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from autograder.notebooks import CellToRun
 from autograder.records import CellOutcome
@@ -74,6 +75,8 @@ class SandboxNamespace(Namespace):
     max_restarts: int = RESTARTS_PER_CHECK   # per culprit (a cell or a check)
     deadline: float | None = None     # monotonic time after which nothing more runs
     files_from: Path | None = None    # a folder whose files are copied into the scratch folder
+    #: one worker process serves this one submission: checks may share results of expensive calls in it
+    shares_results: ClassVar[bool] = True
 
     def __post_init__(self):
         self.label = "your notebook"
