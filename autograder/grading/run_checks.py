@@ -212,8 +212,46 @@ def run_checks(files: list[Path], sub: Namespace, ref: Namespace | None = None, 
     existing = [str(p) for p in files if p.exists()]
     if not existing:
         return [], [f"no check files found among {[str(p) for p in files]}"]
-    forget_other_checks(existing)
-    args = [*existing, "-c", str(INI), "--rootdir", str(Path(existing[0]).parent), "-q", "--no-header",
+    code, output = _pytest(existing, [plugin, annotate])
+    problems = list(plugin.collect_errors)
+    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        problems.append(f"pytest could not run the checks (exit {int(code)}):\n{output[-3000:]}")
+    return plugin.results, problems
+
+
+class _Collect:
+    """Keeps each collected item's node id and check spec, and the files that failed to import."""
+
+    def __init__(self):
+        self.checks: list[tuple[str, CheckSpec]] = []
+        self.errors: list[str] = []
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        self.checks = [(item.nodeid, spec) for item in items if (spec := _spec(item)) is not None]
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.errors.append(f"{report.nodeid}: {report.longreprtext[-2000:]}")
+
+
+def collect_checks(files: list[Path]) -> list[tuple[str, CheckSpec]]:
+    """(node id, spec) of every check in ``files``, collected exactly as :func:`run_checks` collects them
+    (factories and loops that make checks included), without running any; raises if a file cannot be imported."""
+    existing = [str(p) for p in files if p.exists()]
+    if not existing:
+        return []
+    collect = _Collect()
+    code, output = _pytest([*existing, "--collect-only"], [collect])
+    if collect.errors or code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        raise RuntimeError(f"could not collect the checks of {existing}: {collect.errors or output[-3000:]}")
+    return collect.checks
+
+
+def _pytest(args: list[str], plugins: list) -> tuple[int, str]:
+    """pytest in this process over check files (the first ``args``), quiet, with the grader's settings."""
+    files = [a for a in args if not a.startswith("-")]
+    forget_other_checks(files)
+    args = [*args, "-c", str(INI), "--rootdir", str(Path(files[0]).parent), "-q", "--no-header",
             "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "--capture=sys",
             "-W", "ignore", "--noconftest", "-o", "console_output_style=classic",
             # These plugins run gc.collect() around every test: ~1 s per run on a heap holding torch (measured).
@@ -224,11 +262,8 @@ def run_checks(files: list[Path], sub: Namespace, ref: Namespace | None = None, 
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             warnings.simplefilter("ignore")
-            code = pytest.main(args, plugins=[plugin, annotate])
+            code = pytest.main(args, plugins=plugins)
     finally:
         if old_env is not None:
             os.environ["PYTEST_ADDOPTS"] = old_env
-    problems = list(plugin.collect_errors)
-    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
-        problems.append(f"pytest could not run the checks (exit {int(code)}):\n{buf.getvalue()[-3000:]}")
-    return plugin.results, problems
+    return code, buf.getvalue()

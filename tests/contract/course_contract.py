@@ -8,13 +8,13 @@ no test restates them.
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
 import nbformat
 
 from autograder.course import Course, GradingSettings
+from autograder.grading.run_checks import collect_checks
 from autograder.notebooks import grade_id, is_solution_cell, is_test_cell, nbgrader_meta
 
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "hidden=True")
@@ -26,17 +26,8 @@ def cell_points(nb) -> dict[str, float]:
 
 
 def declared_checks(path: Path) -> list[tuple[str, str, float, str]]:
-    """(name, cell, points, kind) of every ``@check(cell=..., points=..., kind=...)`` function in ``path``
-    (read, not run)."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        for deco in node.decorator_list:
-            if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "check":
-                kw = {k.arg: ast.literal_eval(k.value) for k in deco.keywords if k.arg in ("cell", "points", "kind")}
-                found.append((node.name, kw["cell"], float(kw["points"]), kw["kind"]))
-    return found
+    """(name, cell, points, kind) of every check in ``path``, collected as the grader collects them (not run)."""
+    return [(nodeid.rsplit("::", 1)[-1], spec.cell, spec.points, spec.kind) for nodeid, spec in collect_checks([path])]
 
 
 def declared_check_points(course: Course, aid: str) -> dict[str, float]:

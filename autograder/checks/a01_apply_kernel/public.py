@@ -29,43 +29,32 @@ from .common import (
 # ---------------------------------------------------------------------------------------------
 
 
-def _expect_kernel(sub, name):
-    if not sub.has(name):
-        raise NotImplementedYet(f"`{name}` is not defined yet: it is not implemented yet "
-                                f"(type it in the `edge_kernels` cell and run that cell)")
-    got = sub.eval(name)
-    # Named by type only: the student's values are the exercise's own, no need to print them back.
-    kind = got.type_name if isinstance(got, Handle) else type(got).__name__
-    expect(isinstance(got, torch.Tensor), f"{name}: expected a 3x3 torch.Tensor of dtype float32, got a {kind}")
-    # The values are the exercise's own (section 2): exact, and float32 as the exercise asks.
-    expect_tensor(got, kernel_tensor(name), what=name, atol=0, rtol=0)
+def _kernel_check(name, hint):
+    """A 1-point check that the notebook's ``name`` is the exercise's kernel: exact values, float32."""
+    @check(cell="test_edge_kernels", points=1, kind="numerical", hint=hint)
+    def kernel_values(sub):
+        if not sub.has(name):
+            raise NotImplementedYet(f"`{name}` is not defined yet: it is not implemented yet "
+                                    f"(type it in the `edge_kernels` cell and run that cell)")
+        got = sub.eval(name)
+        # Named by type only: the student's values are the exercise's own, no need to print them back.
+        kind = got.type_name if isinstance(got, Handle) else type(got).__name__
+        expect(isinstance(got, torch.Tensor), f"{name}: expected a 3x3 torch.Tensor of dtype float32, got a {kind}")
+        # The values are the exercise's own (section 2): exact, and float32 as the exercise asks.
+        expect_tensor(got, kernel_tensor(name), what=name, atol=0, rtol=0)
+    return kernel_values
 
 
-@check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="Compare your tensor entry by entry with the matrix of `top_edge` in section 2. Whole numbers alone "
-            "make an integer tensor: reread the last paragraph of Exercise 1.")
-def test_top_edge_values(sub):
-    _expect_kernel(sub, "top_edge")
-
-
-@check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="Reread the matrix of `left_edge` in section 2: it is fastbook's kernel, not `top_edge` turned on its side.")
-def test_left_edge_values(sub):
-    _expect_kernel(sub, "left_edge")
-
-
-@check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="Section 2 describes `diag1_edge` as a \"/\" edge and `diag2_edge` as a \"\\\" edge: check which "
-            "diagonal carries the +1s, and the dtype.")
-def test_diag1_edge_values(sub):
-    _expect_kernel(sub, "diag1_edge")
-
-
-@check(cell="test_edge_kernels", points=1, kind="numerical",
-       hint="Section 2 describes `diag2_edge` as a \"\\\" edge and `diag1_edge` as a \"/\" edge: check which "
-            "diagonal carries the +1s, and the dtype.")
-def test_diag2_edge_values(sub):
-    _expect_kernel(sub, "diag2_edge")
+_DIAGONALS = ("Section 2 describes `diag1_edge` as a \"/\" edge and `diag2_edge` as a \"\\\" edge: check which "
+              "diagonal carries the +1s, and the dtype.")
+test_top_edge_values = _kernel_check(
+    "top_edge", "Compare your tensor entry by entry with the matrix of `top_edge` in section 2. Whole numbers "
+                "alone make an integer tensor: reread the last paragraph of Exercise 1.")
+test_left_edge_values = _kernel_check(
+    "left_edge", "Reread the matrix of `left_edge` in section 2: it is fastbook's kernel, not `top_edge` turned on "
+                 "its side.")
+test_diag1_edge_values = _kernel_check("diag1_edge", _DIAGONALS)
+test_diag2_edge_values = _kernel_check("diag2_edge", _DIAGONALS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,28 +67,26 @@ def _patch_sum(img, row, col, kernel):
     return float((img[row - r:row + r + 1, col - r:col + r + 1] * kernel).sum())
 
 
-@check(cell="test_apply_kernel", points=2, kind="numerical",
-       hint="(row, col) is the centre of the patch, not its top-left corner, and the kernel is not flipped: "
-            "reread the two traps of Exercise 2 and redo the failing case above by hand.")
-def test_apply_kernel_3x3_patches(sub):
-    img = torch.randn(6, 8)
-    kernel = torch.randn(3, 3)  # not symmetric: a flipped kernel gives different numbers
-    for row, col in [(1, 1), (2, 5), (4, 6), (3, 2)]:
-        what = fmt_call("apply_kernel", img, row, col, kernel)
-        expect_close(sub.apply_kernel(img, row, col, kernel), _patch_sum(img, row, col, kernel),
-                     what=what, atol=1e-5, rtol=1e-5)
+def _patches_check(points, hint, image_shape, k, centres):
+    """A check of ``apply_kernel`` at each of ``centres`` of a random image, with a random k x k kernel
+    (not symmetric: a flipped kernel gives different numbers), against the patch's sum."""
+    @check(cell="test_apply_kernel", points=points, kind="numerical", hint=hint)
+    def patches(sub):
+        img, kernel = torch.randn(*image_shape), torch.randn(k, k)
+        for row, col in centres:
+            expect_close(sub.apply_kernel(img, row, col, kernel), _patch_sum(img, row, col, kernel),
+                         what=fmt_call("apply_kernel", img, row, col, kernel), atol=1e-5, rtol=1e-5)
+    return patches
 
 
-@check(cell="test_apply_kernel", points=1, kind="numerical",
-       hint="A k x k kernel reaches k // 2 pixels on each side of its centre: the failing case has k = 5, "
-            "so the patch is 5 x 5.")
-def test_apply_kernel_5x5_kernel(sub):
-    img = torch.randn(7, 9)
-    kernel = torch.randn(5, 5)
-    for row, col in [(2, 2), (3, 5), (4, 6)]:
-        what = fmt_call("apply_kernel", img, row, col, kernel)
-        expect_close(sub.apply_kernel(img, row, col, kernel), _patch_sum(img, row, col, kernel),
-                     what=what, atol=1e-5, rtol=1e-5)
+test_apply_kernel_3x3_patches = _patches_check(
+    2, "(row, col) is the centre of the patch, not its top-left corner, and the kernel is not flipped: "
+       "reread the two traps of Exercise 2 and redo the failing case above by hand.",
+    (6, 8), 3, [(1, 1), (2, 5), (4, 6), (3, 2)])
+test_apply_kernel_5x5_kernel = _patches_check(
+    1, "A k x k kernel reaches k // 2 pixels on each side of its centre: the failing case has k = 5, "
+       "so the patch is 5 x 5.",
+    (7, 9), 5, [(2, 2), (3, 5), (4, 6)])
 
 
 @check(cell="test_apply_kernel", points=1, kind="shape",
@@ -157,38 +144,32 @@ def _expect_conv2d(sub, img, kernel, padding=0, stride=1):
     expect_values(got, _conv2d_builtin(img, kernel, padding, stride), what=what)
 
 
-def _expect_conv2d_cases(sub, cases):
-    """:func:`_expect_conv2d` on a random image and kernel of each ((H, W), (kh, kw), padding, stride)."""
-    for (h, w), (kh, kw), p, s in cases:
-        _expect_conv2d(sub, torch.randn(h, w), torch.randn(kh, kw), p, s)
+def _conv2d_cases_check(points, hint, cases):
+    """A check of ``conv2d_loops`` against F.conv2d on a random image and kernel of each case
+    ((H, W), (kh, kw), padding, stride)."""
+    @check(cell="test_conv2d_loops", points=points, kind="numerical", hint=hint)
+    def conv2d_cases(sub):
+        for (h, w), (kh, kw), p, s in cases:
+            _expect_conv2d(sub, torch.randn(h, w), torch.randn(kh, kw), p, s)
+    return conv2d_cases
 
 
-@check(cell="test_conv2d_loops", points=2, kind="numerical",
-       hint="Redo one output position of the failing case by hand: a window of the image as large as the "
-            "kernel, multiplied element-wise with it (not flipped) and summed; compare with F.conv2d's number.")
-def test_conv2d_loops_matches_conv2d(sub):
-    _expect_conv2d(sub, torch.randn(6, 8), torch.randn(3, 3))
-
-
-@check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="With a non-square kernel, the kernel's rows go along the image's height and its columns along the "
-            "width: check that the two are not swapped somewhere.")
-def test_conv2d_loops_non_square_kernel(sub):
-    _expect_conv2d_cases(sub, [((7, 6), (2, 4), 0, 1), ((5, 9), (4, 1), 0, 1)])
-
-
-@check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="Padding surrounds the image with zeros on all four sides, `padding` rows or columns on each: "
-            "see the picture of section 6.")
-def test_conv2d_loops_padding(sub):
-    _expect_conv2d_cases(sub, [((5, 7), (3, 3), 1, 1), ((6, 4), (3, 2), 2, 1)])
-
-
-@check(cell="test_conv2d_loops", points=1, kind="numerical",
-       hint="With a stride s, neighbouring output positions are s pixels apart in the image, in both "
-            "directions (section 6).")
-def test_conv2d_loops_stride(sub):
-    _expect_conv2d_cases(sub, [((9, 8), (3, 3), 0, 2), ((10, 11), (2, 3), 0, 3)])
+test_conv2d_loops_matches_conv2d = _conv2d_cases_check(
+    2, "Redo one output position of the failing case by hand: a window of the image as large as the kernel, "
+       "multiplied element-wise with it (not flipped) and summed; compare with F.conv2d's number.",
+    [((6, 8), (3, 3), 0, 1)])
+test_conv2d_loops_non_square_kernel = _conv2d_cases_check(
+    1, "With a non-square kernel, the kernel's rows go along the image's height and its columns along the "
+       "width: check that the two are not swapped somewhere.",
+    [((7, 6), (2, 4), 0, 1), ((5, 9), (4, 1), 0, 1)])
+test_conv2d_loops_padding = _conv2d_cases_check(
+    1, "Padding surrounds the image with zeros on all four sides, `padding` rows or columns on each: "
+       "see the picture of section 6.",
+    [((5, 7), (3, 3), 1, 1), ((6, 4), (3, 2), 2, 1)])
+test_conv2d_loops_stride = _conv2d_cases_check(
+    1, "With a stride s, neighbouring output positions are s pixels apart in the image, in both "
+       "directions (section 6).",
+    [((9, 8), (3, 3), 0, 2), ((10, 11), (2, 3), 0, 3)])
 
 
 @check(cell="test_conv2d_loops", points=1, kind="shape",

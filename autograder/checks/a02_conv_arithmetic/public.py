@@ -109,9 +109,9 @@ def _expect_same_size(sub, k, d):
     expect(p >= 0, f"{what}: expected a padding >= 0, got {p}")
     h, w = 2 * d * (k - 1) + 3, 2 * d * (k - 1) + 8  # non-square, larger than the kernel
     got = C.conv2d_out_hw(h, w, k, padding=p, dilation=d)
+    turned = "no output at all" if got is None else f"a {got[0]}x{got[1]} output"
     expect(got == (h, w), f"{what} returned {p}, but nn.Conv2d({k}, padding={p}, dilation={d}) turns a "
-                          f"{h}x{w} image into {'no output' if got is None else f'{got[0]}x{got[1]}'}, "
-                          f"not {h}x{w}")
+                          f"{h}x{w} image into {turned}, not {h}x{w}")
 
 
 @check(cell="test_same_padding", points=1, kind="shape",

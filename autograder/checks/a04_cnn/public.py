@@ -331,36 +331,34 @@ def _spy_calls(sub, epochs=2):
 _MODE, _GRAD = 1, 2  # a spy record is (phase, model.training, torch.is_grad_enabled())
 
 
-def _expect_every_batch(batches, field, want, phase, wrong, advice=""):
-    """Every ``phase`` batch the spy recorded ran with ``field`` == ``want``; the message counts the others."""
-    bad = sum(bool(r[field]) != want for r in batches)
-    expect(bad == 0, f"{bad} of {len(batches)} {phase} batches ran {wrong}{': ' + advice if advice else ''}")
+def _fit_switch_check(phase, hint, *rules):
+    """A 1-point check that every ``phase`` batch of a spied ``fit`` ran as each rule says.
+
+    A rule is ``(field, want, wrong, advice)``: the record's ``field`` must be ``want`` for every
+    batch; otherwise the message counts the batches that ran ``wrong`` and gives the ``advice``.
+    """
+    @check(cell="test_fit", points=1, kind="behaviour", hint=hint)
+    def switch_check(sub):
+        train, valid = _spy_calls(sub)
+        batches = train if phase == "training" else valid
+        for field, want, wrong, advice in rules:
+            bad = sum(bool(r[field]) != want for r in batches)
+            expect(bad == 0, f"{bad} of {len(batches)} {phase} batches ran {wrong}{': ' + advice if advice else ''}")
+    return switch_check
 
 
-@check(cell="test_fit", points=1, kind="behaviour",
-       hint="Evaluation switches the model to eval mode; every epoch's training must start in training mode "
-            "again (section 5, the two switches).")
-def test_fit_trains_in_training_mode_with_gradients(sub):
-    train, _ = _spy_calls(sub)
-    _expect_every_batch(train, _MODE, True, "training", "in eval mode",
-                        "switch the model to training mode before each epoch's training loop")
-    _expect_every_batch(train, _GRAD, True, "training", "without gradients")
-
-
-@check(cell="test_fit", points=1, kind="behaviour",
-       hint="Validation should see the model in evaluation mode (section 5, the two switches).")
-def test_fit_evaluates_in_eval_mode(sub):
-    _, valid = _spy_calls(sub)
-    _expect_every_batch(valid, _MODE, False, "validation", "in training mode",
-                        "call model.eval() before validating (it matters for dropout and batch norm)")
-
-
-@check(cell="test_fit", points=1, kind="behaviour",
-       hint="Nothing is differentiated during validation, so autograd should not record it (section 5).")
-def test_fit_evaluates_without_gradients(sub):
-    _, valid = _spy_calls(sub)
-    _expect_every_batch(valid, _GRAD, False, "validation", "with gradients enabled",
-                        "switch autograd off for the validation pass (torch.no_grad())")
+test_fit_trains_in_training_mode_with_gradients = _fit_switch_check(
+    "training",
+    "Evaluation switches the model to eval mode; every epoch's training must start in training mode again "
+    "(section 5, the two switches).",
+    (_MODE, True, "in eval mode", "switch the model to training mode before each epoch's training loop"),
+    (_GRAD, True, "without gradients", ""))
+test_fit_evaluates_in_eval_mode = _fit_switch_check(
+    "validation", "Validation should see the model in evaluation mode (section 5, the two switches).",
+    (_MODE, False, "in training mode", "call model.eval() before validating (it matters for dropout and batch norm)"))
+test_fit_evaluates_without_gradients = _fit_switch_check(
+    "validation", "Nothing is differentiated during validation, so autograd should not record it (section 5).",
+    (_GRAD, False, "with gradients enabled", "switch autograd off for the validation pass (torch.no_grad())"))
 
 
 @check(cell="test_fit", points=1, kind="behaviour",

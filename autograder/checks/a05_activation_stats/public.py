@@ -58,6 +58,14 @@ def _watch(sub, seed=11):
     return model_h, stats_h, build_here(WATCH_MODEL.format(seed=seed))
 
 
+def _model_after(sub, snippet):
+    """The handle of a fresh model (``_a05_model`` in the notebook) after the grader's ``snippet`` ran on it
+    with one watch batch bound to ``_x``."""
+    model_h = _model(sub)
+    sub.exec(snippet, _x=watch_batches()[0])
+    return model_h
+
+
 def _n_hooks(model_h) -> int:
     return int(model_h.describe()["n_forward_hooks"])
 
@@ -174,8 +182,7 @@ _a05_kind = type(_a05_s).__name__
        hint="`with obj as name:` binds name to what __enter__ returns, and calls __exit__ when the block ends "
             "(section 2, the Announce demo).")
 def test_ActivationStats_with_block_removes_hooks(sub):
-    model_h = _model(sub)
-    sub.exec(_WITH_BLOCK, _x=watch_batches()[0])
+    model_h = _model_after(sub, _WITH_BLOCK)
     expect(sub.eval("_a05_same") is True,
            f"`with stats as s:` should give the ActivationStats object itself (what __enter__ returns), got a "
            f"{sub.eval('_a05_kind')}")
@@ -203,8 +210,7 @@ except KeyError:
        hint="__exit__ also runs when the block raises, and what it returns decides whether the exception "
             "goes on to the caller (section 2, the Announce demo).")
 def test_ActivationStats_with_block_exception(sub):
-    model_h = _model(sub)
-    sub.exec(_WITH_ERROR, _x=watch_batches()[0])
+    model_h = _model_after(sub, _WITH_ERROR)
     n = _n_hooks(model_h)
     expect(n == 0, f"after an exception inside `with ActivationStats(...)`, {n} forward hook(s) are still "
                    "registered: remove the hooks in __exit__ whatever happened in the block")
@@ -218,47 +224,41 @@ def test_ActivationStats_with_block_exception(sub):
 # ---------------------------------------------------------------------------------------------
 
 
-def _expect_on_hand_made_hists(sub, name, oracle):
-    """``name(stats, i)`` for both modules of the hand-made histograms, against ``oracle(hists[i])`` (values shown:
-    the example is small enough to work out on paper)."""
-    hists = literal_hists()
-    stats_h = fake_stats(sub, hists)
-    for i in (0, 1):
-        expect_tensor(getattr(sub, name)(stats_h, i), oracle(hists[i]),
-                      what=f"{name}(stats, {i}) with hand-made histograms of 3 batches", show_values=True)
+def _histogram_summary_checks(name, oracle, example_hint, module, shape, shape_hint):
+    """The two checks of a function ``name(stats, i)`` that summarises module ``i``'s histograms.
+
+    A 2-point check on hand-made histograms of 3 batches, for both modules, against ``oracle(hists[i])``
+    (values shown: the example is small enough to work out on paper); a 1-point check that, on random
+    histograms of 7 batches, module ``module`` gives a float32 tensor of ``shape``.
+    """
+    @check(cell=f"test_{name}", points=2, kind="numerical", hint=example_hint)
+    def small_example(sub):
+        hists = literal_hists()
+        stats_h = fake_stats(sub, hists)
+        for i in (0, 1):
+            expect_tensor(getattr(sub, name)(stats_h, i), oracle(hists[i]),
+                          what=f"{name}(stats, {i}) with hand-made histograms of 3 batches", show_values=True)
+
+    @check(cell=f"test_{name}", points=1, kind="shape", hint=shape_hint)
+    def float32_of_shape(sub):
+        stats_h = fake_stats(sub, random_hists(module + 1, 7))
+        expect_tensor_of(getattr(sub, name)(stats_h, module), shape, torch.float32,
+                         what=f"{name}(stats, {module}) with 7 recorded batches")
+
+    return small_example, float32_of_shape
 
 
-def _expect_float32_of_shape(sub, name, i, shape):
-    """``name(stats, i)`` on random histograms of 7 batches: a float32 tensor of ``shape``."""
-    stats_h = fake_stats(sub, random_hists(i + 1, 7))
-    expect_tensor_of(getattr(sub, name)(stats_h, i), shape, torch.float32,
-                     what=f"{name}(stats, {i}) with 7 recorded batches")
+test_dead_fraction_small_example, test_dead_fraction_shape_and_dtype = _histogram_summary_checks(
+    "dead_fraction", expected_dead_fraction,
+    "One number per recorded batch: that batch's first-bin count over that batch's total count. Work the "
+    "hand-made example in the message out on paper.",
+    2, (7,), "One value per recorded batch: a float32 tensor of shape (n_batches,).")
 
-
-@check(cell="test_dead_fraction", points=2, kind="numerical",
-       hint="One number per recorded batch: that batch's first-bin count over that batch's total count. Work the "
-            "hand-made example in the message out on paper.")
-def test_dead_fraction_small_example(sub):
-    _expect_on_hand_made_hists(sub, "dead_fraction", expected_dead_fraction)
-
-
-@check(cell="test_dead_fraction", points=1, kind="shape",
-       hint="One value per recorded batch: a float32 tensor of shape (n_batches,).")
-def test_dead_fraction_shape_and_dtype(sub):
-    _expect_float32_of_shape(sub, "dead_fraction", 2, (7,))
-
-
-@check(cell="test_color_dim", points=2, kind="numerical",
-       hint="The picture has one column per batch and one row per bin (row 0 = the first bin), coloured by "
-            "log(1 + count): check the orientation and the log against section 4.")
-def test_color_dim_small_example(sub):
-    _expect_on_hand_made_hists(sub, "color_dim", expected_color_dim)
-
-
-@check(cell="test_color_dim", points=1, kind="shape",
-       hint="One column per batch: a float32 tensor of shape (40, n_batches).")
-def test_color_dim_shape(sub):
-    _expect_float32_of_shape(sub, "color_dim", 1, (NBINS, 7))
+test_color_dim_small_example, test_color_dim_shape = _histogram_summary_checks(
+    "color_dim", expected_color_dim,
+    "The picture has one column per batch and one row per bin (row 0 = the first bin), coloured by "
+    "log(1 + count): check the orientation and the log against section 4.",
+    1, (NBINS, 7), "One column per batch: a float32 tensor of shape (40, n_batches).")
 
 
 # ---------------------------------------------------------------------------------------------
