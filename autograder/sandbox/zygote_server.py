@@ -216,7 +216,9 @@ def main() -> int:
             ctl.send(json.dumps({"error": "a request the zygote does not know"}).encode())
             continue
         why = "an earlier worker is still running" if children else clean_namespaces(skeleton)
-        if not why and _thread_count() != threads:
+        # More threads than after the imports would be a thread of the zygote's own (unsafe to fork);
+        # fewer is OpenBLAS, whose fork handler stops its idle pool at the first fork for good.
+        if not why and _thread_count() > threads:
             why = "the zygote started threads of its own"
         if why:
             for fd in fds:

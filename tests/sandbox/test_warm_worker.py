@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,20 @@ def test_a_forked_worker_sees_nothing_of_the_one_before_and_dies_for_good(monkey
     assert not leftovers and not {"left", "d"} & set(seen["tmp"]), seen
     assert seen["sysv"] == [[], [], []] and seen["sleepers"] == 0 and not seen["old_scratch"]
     assert seen["zygote_memory_denied"] and seen["zygote_environ_denied"] and not seen["parent_listable"]
+
+
+@needs_zygote
+def test_every_worker_of_a_multithreaded_config_is_forked(monkeypatch):
+    """With threads > 1, numpy's OpenBLAS starts an idle pool in the zygote and stops it at the first fork
+    (its fork handler): the zygote must keep forking after that, not fall back to cold starts."""
+    monkeypatch.setenv(zygote.WARM_ENV, "1")
+    config = replace(_config(), threads=2)
+    for i in range(3):
+        worker = Worker(config, make_scratch())
+        try:
+            assert worker.protections["start"].startswith("forked"), (i, worker.protections["start"])
+            assert _run(worker, "print(1 + 1)").strip() == "2"
+        finally:
+            scratch = worker.scratch
+            worker.close()
+            shutil.rmtree(scratch, ignore_errors=True)
