@@ -1,16 +1,14 @@
 """Grading benchmarks: notebook alone vs the engine vs nbgrader, per assignment.
 
-    python -m benchmarks.run [--ids 01_apply_kernel ...] [--repeats 3] [--no-nbgrader]
-    python -m benchmarks.run --nbgrader-rows [--ids 01_apply_kernel 02_conv_arithmetic 03_unfold]
+    python -m benchmarks.run [--ids 01_apply_kernel ...] [--repeats 3] [--no-nbgrader] [--class-size 8]
 
 Prints a table and writes benchmarks/RESULTS.md with the machine's cores, memory and
 library versions.  Medians over repeated runs; every ratio is measured in the same run.
 The floor for grading is the notebook's own computation (executed with nbclient, no
-grading); everything above it is grader overhead.  ``nbgrader autograde`` runs with the
-course's ``nbgrader_config.py``, i.e. on the sandboxed engine (SandboxedExecute), so its
-time minus the engine's is nbgrader's own overhead.  ``--nbgrader-rows`` measures only that
-comparison (engine alone vs nbgrader autograde, default 01-03) and rewrites only its
-section of RESULTS.md.
+grading); everything above it is grader overhead.  ``nbgrader autograde`` runs twice: with
+the course's ``nbgrader_config.py``, i.e. on the sandboxed engine (SandboxedExecute), and with
+nbgrader's stock ``Execute`` for comparison.  ``grade-class`` runs with --jobs 1, --jobs 2 and
+on a 2-worker dask ``LocalCluster``.
 """
 
 from __future__ import annotations
@@ -93,15 +91,29 @@ def time_engine(path: Path, aid: str) -> tuple[float, float, float]:
     return time.perf_counter() - start, report.score, report.max_score
 
 
-def time_nbgrader(course: Course, aid: str, path: Path) -> float:
-    """``nbgrader autograde`` of one submission with the course's config (the sandboxed engine), in a fresh course."""
-    from autograder.integrations.nbgrader_api import nbgrader_api
+#: Appended to the temporary course's nbgrader_config.py for the stock comparison: nbgrader's own
+#: autograde preprocessors (``Execute``: the notebook and its test cells in one Jupyter kernel).
+STOCK_EXECUTE = """
+from nbgrader.converters import Autograde as _Autograde
+c.Autograde.autograde_preprocessors = _Autograde.class_traits()["autograde_preprocessors"].default()
+"""
+
+
+def time_nbgrader(course: Course, aid: str, path: Path, stock: bool = False) -> tuple[float, float]:
+    """``nbgrader autograde`` of one submission in a fresh course: (seconds, score).
+
+    With the course's config nbgrader grades on the sandboxed engine; ``stock`` puts nbgrader's own
+    ``Execute`` back (the test cells run in the student's kernel, where the hidden blocks refuse to run:
+    stock does less checking than the engine, so the comparison favours it).
+    """
+    from autograder.integrations.nbgrader_api import cell_scores, nbgrader_api
 
     root = Path(tempfile.mkdtemp(prefix="bench-nbgrader-"))
     try:
         for sub in ("solutions", "assignments"):
             shutil.copytree(course.root / sub / aid, root / sub / aid)
-        shutil.copy(course.root / "nbgrader_config.py", root / "nbgrader_config.py")
+        config = (course.root / "nbgrader_config.py").read_text()
+        (root / "nbgrader_config.py").write_text(config + (STOCK_EXECUTE if stock else ""))
         # The engine grades against the course itself (its reference cache too), as `time_engine` does.
         api = nbgrader_api(root, engine_root=course.root)
         api.generate_assignment(aid, force=True, create=True)
@@ -113,45 +125,74 @@ def time_nbgrader(course: Course, aid: str, path: Path) -> float:
         elapsed = time.perf_counter() - start
         if not result.get("success"):
             raise RuntimeError(result.get("log"))
-        return elapsed
+        return elapsed, sum(cell_scores(api, aid, "bench").values())
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def class_throughput(course: Course, aid: str, n: int, work: Path) -> dict:
-    """``grade-class`` on ``n`` submissions of ``aid`` with --jobs 1 and --jobs 2 (same scores, speed-up)."""
-    import csv
-    import subprocess
-    import sys
-
+def class_folder(course: Course, aid: str, n: int, work: Path) -> Path:
+    """``n`` submissions of ``aid``: student 0 the reference, the others with some of the demo's mistakes."""
     from autograder.integrations.demo import load_submissions
 
     a = course.get(aid)
     release = nbformat.read(a.release_notebook, as_version=4)
     reference = solution_sources(nbformat.read(a.solution_notebook, as_version=4))
     wrong = list(load_submissions(aid)["WRONG"].values())
-    folder = work / "class"
+    folder = work / f"class-{aid}"
     for i in range(n):
         answers = dict(reference)
-        for mistake in wrong[i - 1::max(1, n - 1)] if i else []:  # student 0 is the reference
+        for mistake in wrong[i - 1::max(1, n - 1)] if i else []:
             answers.update(mistake)
         path = folder / f"student{i:02d}" / f"{aid}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(fill_answers(release, answers), path)
-    out = {}
-    for jobs in (1, 2):
-        dest = work / f"graded-jobs{jobs}"
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(folder), "--jobs", str(jobs),
-                               "--out", str(dest), "--force"], capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr[-2000:])
-        with open(dest / "grades.csv") as f:
-            scores = sorted((row["student"], row["score"]) for row in csv.DictReader(f))
-        out[jobs] = (seconds, scores)
-    return {"n": n, "assignment": aid, "jobs1": out[1][0], "jobs2": out[2][0],
-            "same_scores": out[1][1] == out[2][1]}
+    return folder
+
+
+def time_grade_class(folder: Path, dest: Path, *options: str) -> tuple[float, list]:
+    """One ``python -m autograder grade-class`` run from scratch: (seconds, sorted (student, score))."""
+    import csv
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(folder), *options,
+                           "--out", str(dest), "--force"], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    with open(dest / "grades.csv") as f:
+        return seconds, sorted((row["student"], row["score"]) for row in csv.DictReader(f))
+
+
+def class_throughput(course: Course, ids: list[str], n: int, work: Path, dask: bool = True) -> list[dict]:
+    """``grade-class`` on ``n`` submissions of each of ``ids``: --jobs 1, --jobs 2, and a 2-worker dask cluster."""
+    rows = []
+    cluster = None
+    if dask:
+        from dask.distributed import LocalCluster
+
+        # One single-threaded worker process per core, as grade-class's own jobs (threads: see grade_class.py).
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        for aid in ids:
+            folder = class_folder(course, aid, n, work)
+            jobs1, scores1 = time_grade_class(folder, work / f"{aid}-jobs1", "--jobs", "1")
+            jobs2, scores2 = time_grade_class(folder, work / f"{aid}-jobs2", "--jobs", "2")
+            row = {"assignment": aid, "n": n, "jobs1": jobs1, "jobs2": jobs2, "dask2": None,
+                   "same_scores": scores1 == scores2}
+            if cluster is not None:
+                row["dask2"], scores_dask = time_grade_class(folder, work / f"{aid}-dask", "--scheduler",
+                                                             cluster.scheduler_address)
+                row["same_scores"] = row["same_scores"] and scores_dask == scores1
+            rows.append(row)
+            print(f"grade-class, {n} submissions of {aid}: jobs 1 {jobs1:.0f} s, jobs 2 {jobs2:.0f} s "
+                  f"({jobs1 / jobs2:.2f}x)" + (f", dask 2 workers {row['dask2']:.0f} s ({jobs1 / row['dask2']:.2f}x)"
+                                               if row["dask2"] else ""), flush=True)
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return rows
 
 
 def conv_benchmark() -> list[tuple[str, float]]:
@@ -217,67 +258,105 @@ def _weights_note() -> str:
             "about transfer learning.**")
 
 
-NBGRADER_SECTION = "## nbgrader autograde (sandboxed engine) vs the engine alone"
-
-
-def nbgrader_section(rows: list[tuple[str, float, float, int]], note: str = "") -> list[str]:
-    """RESULTS.md's section comparing ``nbgrader autograde`` (with the course's config) and the engine alone."""
-    lines = [NBGRADER_SECTION, "",
-             "`nbgrader autograde` with `nbgrader_config.py` grades with the sandboxed engine "
-             "(`autograder.integrations.nbgrader_autograde.SandboxedExecute`); the difference is nbgrader's own work "
-             "(sanitising, restoring cells, the gradebook). Reference submissions, medians, same run.", ""]
-    if note:
-        lines += [note, ""]
-    lines += ["| assignment | runs | engine alone (s) | nbgrader autograde, sandboxed (s) | nbgrader / engine |",
-              "|---|---|---|---|---|"]
-    for aid, engine, nbg, repeats in rows:
-        lines.append(f"| {aid} | {repeats} | {engine:.1f} | {nbg:.1f} | {nbg / engine:.2f}x |")
-    return lines + [""]
-
-
-def replace_section(text: str, title: str, lines: list[str]) -> str:
-    """``text`` (a Markdown file) with the section ``title`` replaced by ``lines`` (appended if absent)."""
-    out, skipping, done = [], False, False
-    for line in text.splitlines():
-        if line == title:
-            out += lines
-            skipping, done = True, True
-            continue
-        if skipping and line.startswith("## "):
-            skipping = False
-        if not skipping:
-            out.append(line)
-    if not done:
-        out += [""] + lines
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-def nbgrader_rows_only(course: Course, ids: list[str], repeats: int) -> int:
-    """Measure only the engine alone vs nbgrader autograde (sandboxed) and rewrite that section of RESULTS.md."""
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
-    rows = []
-    try:
-        for aid in ids:
-            path = reference_submission(course, aid, work)
-            time_engine(path, aid)  # warm: the reference loaded once per process, for both
-            engine = statistics.median(time_engine(path, aid)[0] for _ in range(repeats))
-            nbg = statistics.median(time_nbgrader(course, aid, path) for _ in range(repeats))
-            rows.append((aid, engine, nbg, repeats))
-            print(f"{aid}: engine {engine:.1f} s, nbgrader autograde (sandboxed) {nbg:.1f} s ({nbg / engine:.2f}x)",
-                  flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    note = (f"Measured on its own (`python -m benchmarks.run --nbgrader-rows`, {time.strftime('%Y-%m-%d')}; "
-            f"{machine()}), not in the full run that produced the tables above; the engine was warmed first "
-            "(reference loaded) so that both columns pay the same.")
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    RESULTS.write_text(replace_section(text, NBGRADER_SECTION, nbgrader_section(rows, note)))
-    print("\n".join(nbgrader_section(rows, note)))
-    return 0
-
-
 def _target(ok: bool, text: str) -> str:
     return f"- [{'x' if ok else ' '}] {text}"
+
+
+def measure(course: Course, aid: str, path: Path, repeats: int, nbgrader: bool) -> dict:
+    """Every single-notebook figure of ``aid``'s reference submission, in this process, back to back."""
+    alone_runs = [time_notebook_alone(course, aid) for _ in range(repeats)]
+    # The first grade of an assignment in a process starts its zygote (what a one-shot `grade` pays);
+    # the later ones fork from it (what grade-class jobs and nbgrader's class autograde pay).
+    engine_runs = [time_engine(path, aid) for _ in range(repeats + 1)]
+    row = {"aid": aid, "repeats": repeats, "accuracies": alone_runs[0][1],
+           "alone": statistics.median(t for t, _ in alone_runs),
+           "engine_first": engine_runs[0][0], "engine": statistics.median(t for t, _, _ in engine_runs[1:]),
+           "score": engine_runs[0][1], "max_score": engine_runs[0][2], "sandboxed": None, "stock": None}
+    if nbgrader:
+        runs = [time_nbgrader(course, aid, path) for _ in range(repeats)]
+        row["sandboxed"] = statistics.median(t for t, _ in runs)
+        row["sandboxed_score"] = runs[0][1]
+        runs = [time_nbgrader(course, aid, path, stock=True) for _ in range(repeats)]
+        row["stock"] = statistics.median(t for t, _ in runs)
+        row["stock_score"] = runs[0][1]
+    return row
+
+
+def _fmt(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}"
+
+
+def report(rows: list[dict], klass: list[dict], conv, peaks: tuple[float, float], weights: str, args,
+           all_ids: bool) -> list[str]:
+    """RESULTS.md: the tables of one run, the targets of issue 20 checked against them."""
+    lines = ["# Benchmark results", "", f"Machine: {machine()}", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"load average at the start {args.load_at_start:.1f}.", "",
+             f"Medians of {args.repeats} runs ({args.heavy_repeats} for 04-06, which train); every figure from this one "
+             "run, side by side. `make benchmark` (`python -m benchmarks.run`) regenerates this file.", ""]
+    if weights:
+        lines += [weights, ""]
+    lines += ["## One reference submission per assignment", "",
+              "- *notebook alone*: the solution notebook's cells (test cells left out) in a Jupyter kernel that is "
+              "already started: the floor, since the grader must run the student's code once.",
+              "- *engine*: `grade_notebook` (what `grade` and `grade-class` run), hidden checks and reference "
+              "included; *engine, first*: the first grade of that assignment in a fresh process, which starts "
+              "the sandbox's zygote (a one-shot `python -m autograder grade` pays this); *engine*: the median of "
+              "the later ones, forked from the zygote (what each submission costs in `grade-class` and "
+              "nbgrader's class autograde).",
+              "- *nbgrader, sandboxed*: `nbgrader autograde` with the course's `nbgrader_config.py` (on the engine); "
+              "*nbgrader, stock*: nbgrader's own `Execute` (the test cells in the student's kernel; the hidden "
+              "blocks refuse to run there, so stock checks less than the engine does).", "",
+              "| assignment | runs | notebook alone (s) | engine, first (s) | engine (s) | engine / notebook | "
+              "nbgrader, sandboxed (s) | nbgrader, stock (s) | engine / stock | reference score |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = "-" if r["stock"] is None else f"{r['engine'] / r['stock']:.2f}x"
+        lines.append(f"| {r['aid']} | {r['repeats']} | {r['alone']:.1f} | {r['engine_first']:.1f} | {r['engine']:.1f} | "
+                     f"{r['engine'] / r['alone']:.2f}x | {_fmt(r['sandboxed'])} | {_fmt(r['stock'])} | {vs} | "
+                     f"{r['score']:g}/{r['max_score']:g} |")
+    total_alone = sum(r["alone"] for r in rows)
+    lines += ["", f"All reference notebooks alone: {total_alone:.0f} s ({total_alone / 60:.1f} min).", ""]
+    accuracies = {f"{r['aid']}: {k}": v for r in rows for k, v in r["accuracies"].items()}
+    if accuracies:
+        lines += ["## Accuracy the solution notebooks reach", "", "| notebook: model | accuracy |", "|---|---|"]
+        lines += [f"| {name} | {acc:.4f} |" for name, acc in accuracies.items()] + [""]
+    if klass:
+        n = klass[0]["n"]
+        lines += ["## Class throughput (`python -m autograder grade-class`)", "",
+                  f"{n} submissions per assignment (the reference and partly wrong ones), graded from scratch by a "
+                  "fresh `grade-class` process each time: `--jobs 1`, `--jobs 2`, and `--scheduler` on a dask "
+                  "`LocalCluster` of 2 single-threaded worker processes.", "",
+                  "| assignment | jobs 1 (s) | jobs 2 (s) | speed-up | dask, 2 workers (s) | speed-up | same scores |",
+                  "|---|---|---|---|---|---|---|"]
+        for k in klass:
+            dask = "-" if k["dask2"] is None else f"{k['dask2']:.0f} | {k['jobs1'] / k['dask2']:.2f}x"
+            lines.append(f"| {k['assignment']} | {k['jobs1']:.0f} | {k['jobs2']:.0f} | {k['jobs1'] / k['jobs2']:.2f}x | "
+                         f"{dask if k['dask2'] is not None else '- | -'} | {'yes' if k['same_scores'] else 'NO'} |")
+        lines += [""]
+    lines += ["## Convolution implementations (ms per batch of 64 Fashion-MNIST images)", "",
+              "| implementation | ms |", "|---|---|"]
+    lines += [f"| {name} | {ms:.2f} |" for name, ms in conv]
+    peak_self, peak_children = peaks
+    lines += ["", "## Peak memory", "",
+              f"This process (engine, reference, nbgrader in-process): {peak_self:.0f} MiB; largest child process "
+              f"(sandboxed worker or zygote, Jupyter kernel, grade-class job, dask worker): {peak_children:.0f} MiB.", ""]
+    lines += ["## Targets (issue 20)", ""]
+    for r in rows:
+        lines.append(_target(r["engine"] <= 1.15 * r["alone"],
+                             f"{r['aid']}: engine / notebook {r['engine'] / r['alone']:.2f}x (at most 1.15x)"))
+        if r["stock"] is not None:
+            lines.append(_target(r["engine"] < r["stock"], f"{r['aid']}: engine {r['engine']:.1f} s faster than "
+                                                           f"stock nbgrader autograde {r['stock']:.1f} s"))
+    for k in klass:
+        lines.append(_target(k["jobs1"] / k["jobs2"] >= 1.8,
+                             f"{k['assignment']}: --jobs 2 {k['jobs1'] / k['jobs2']:.2f}x --jobs 1 (at least 1.8x)"))
+        if k["dask2"] is not None:
+            lines.append(_target(k["jobs1"] / k["dask2"] >= 1.8, f"{k['assignment']}: dask on 2 workers "
+                                                                 f"{k['jobs1'] / k['dask2']:.2f}x --jobs 1 (at least 1.8x)"))
+    if all_ids:
+        lines.append(_target(total_alone <= 480, f"all six notebooks in {total_alone:.0f} s (at most 480 s)"))
+    lines.append(_target(max(peaks) < 4096, f"peak memory of any process {max(peaks):.0f} MiB (under 4096 MiB)"))
+    return lines + [""]
 
 
 def main(argv=None) -> int:
@@ -286,89 +365,36 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--heavy-repeats", type=int, default=1, help="runs for 04-06, which train for minutes")
     parser.add_argument("--no-nbgrader", action="store_true")
-    parser.add_argument("--class-size", type=int, default=8, help="submissions for the --jobs 1/2 comparison (0: skip)")
-    parser.add_argument("--class-assignment", default="03_unfold")
-    parser.add_argument("--nbgrader-rows", action="store_true",
-                        help="only the engine vs nbgrader autograde (sandboxed) rows (default ids: 01-03)")
+    parser.add_argument("--class-size", type=int, default=8, help="submissions per assignment for the class "
+                                                                    "throughput (0: skip)")
+    parser.add_argument("--class-ids", nargs="*", default=["01_apply_kernel", "02_conv_arithmetic", "03_unfold"])
+    parser.add_argument("--no-dask", action="store_true", help="skip the dask LocalCluster row")
     args = parser.parse_args(argv)
+    args.load_at_start = os.getloadavg()[0]
     course = Course()
-    if args.nbgrader_rows:
-        return nbgrader_rows_only(course, args.ids or ["01_apply_kernel", "02_conv_arithmetic", "03_unfold"],
-                                  args.repeats)
     ids = args.ids or course.assignment_ids()
     weights = _weights_note() if "06_transfer_learning" in ids else ""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    rows, accuracies = [], {}
-    for aid in ids:
-        repeats = args.heavy_repeats if aid[:2] in ("04", "05", "06") else args.repeats
-        path = reference_submission(course, aid, work)
-        alone_runs = [time_notebook_alone(course, aid) for _ in range(repeats)]
-        alone = statistics.median(t for t, _ in alone_runs)
-        accuracies.update({f"{aid}: {k}": v for k, v in alone_runs[0][1].items()})
-        engine_runs = [time_engine(path, aid) for _ in range(repeats)]
-        engine = statistics.median(t for t, _, _ in engine_runs)
-        score, max_score = engine_runs[0][1], engine_runs[0][2]
-        nbg = None if args.no_nbgrader else statistics.median(time_nbgrader(course, aid, path) for _ in range(repeats))
-        rows.append((aid, alone, engine, nbg, score, max_score, repeats))
-        print(f"{aid}: notebook {alone:.1f} s, engine {engine:.1f} s ({engine / alone:.2f}x), "
-              f"nbgrader {'-' if nbg is None else f'{nbg:.1f} s'}, score {score:g}/{max_score:g}", flush=True)
-    klass = class_throughput(course, args.class_assignment, args.class_size, work) if args.class_size else None
-    if klass:
-        print(f"grade-class, {klass['n']} submissions: jobs 1 {klass['jobs1']:.0f} s, jobs 2 {klass['jobs2']:.0f} s", flush=True)
-    conv = conv_benchmark()
-    peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    lines = ["# Benchmark results", "", f"Machine: {machine()}", "",
-             f"Medians of {args.repeats} runs ({args.heavy_repeats} for 04-06, which train); ratios from the same run. "
-             "`python -m benchmarks.run` regenerates this file.", ""]
-    if weights:
-        lines += [weights, ""]
-    lines += ["| assignment | runs | notebook alone (s) | engine grade (s) | engine / notebook | nbgrader autograde, sandboxed (s) | engine / nbgrader | reference score |",
-              "|---|---|---|---|---|---|---|---|"]
-    for aid, alone, engine, nbg, score, max_score, repeats in rows:
-        vs = "-" if nbg is None else f"{engine / nbg:.2f}x"
-        lines.append(f"| {aid} | {repeats} | {alone:.1f} | {engine:.1f} | {engine / alone:.2f}x | "
-                     f"{'-' if nbg is None else f'{nbg:.1f}'} | {vs} | {score:g}/{max_score:g} |")
-    total_alone = sum(r[1] for r in rows)
-    lines += ["", f"All reference notebooks alone: {total_alone:.0f} s ({total_alone / 60:.1f} min).", ""]
-    if accuracies:
-        lines += ["## Accuracy the solution notebooks reach", "", "| notebook: model | accuracy |", "|---|---|"]
-        lines += [f"| {name} | {acc:.4f} |" for name, acc in accuracies.items()]
-        lines += [""]
-    if klass:
-        speedup = klass["jobs1"] / klass["jobs2"]
-        lines += ["## Class throughput (`python -m autograder grade-class`)", "",
-                  f"{klass['n']} submissions of {klass['assignment']} (the reference and partly wrong ones), graded from scratch:", "",
-                  "| jobs | seconds | submissions per minute |", "|---|---|---|",
-                  f"| 1 | {klass['jobs1']:.0f} | {klass['n'] * 60 / klass['jobs1']:.1f} |",
-                  f"| 2 | {klass['jobs2']:.0f} | {klass['n'] * 60 / klass['jobs2']:.1f} |", "",
-                  f"Speed-up {speedup:.2f}x; the two runs gave {'the same' if klass['same_scores'] else 'DIFFERENT'} scores.", ""]
-    nb_rows = [(aid, engine, nbg, repeats) for aid, _, engine, nbg, _, _, repeats in rows if nbg is not None]
-    if nb_rows:
-        lines += nbgrader_section(nb_rows)
-    lines += ["## Convolution implementations (ms per batch of 64 Fashion-MNIST images)", "",
-              "| implementation | ms |", "|---|---|"]
-    lines += [f"| {name} | {ms:.2f} |" for name, ms in conv]
-    lines += ["", "## Peak memory", "",
-              f"Grader process (engine and reference in-process): {peak_self:.0f} MiB; largest child process "
-              f"(sandboxed worker, kernel, grade-class job): {peak_children:.0f} MiB.", ""]
-    lines += ["## Targets", ""]
-    for aid, alone, engine, nbg, *_ in rows:
-        lines.append(_target(engine <= 1.25 * alone, f"{aid}: grading overhead {engine / alone:.2f}x (target at most 1.25x)"))
-        if nbg is not None:
-            lines.append(_target(nbg <= 1.25 * engine, f"{aid}: nbgrader autograde (sandboxed) {nbg:.1f} s vs engine "
-                                                       f"{engine:.1f} s (nbgrader's overhead at most 1.25x)"))
-    if len(rows) == len(course.assignment_ids()):
-        lines.append(_target(total_alone <= 480, f"all six notebooks in {total_alone:.0f} s (target at most 480 s)"))
-    if klass:
-        lines.append(_target(speedup >= 1.6, f"--jobs 2 speed-up {speedup:.3f}x (target at least 1.6x)"))
-    lines.append(_target(max(peak_self, peak_children) < 4096,
-                         f"peak memory {max(peak_self, peak_children):.0f} MiB (target under 4096 MiB)"))
-    lines.append("")
+    rows = []
+    try:
+        for aid in ids:
+            repeats = args.heavy_repeats if aid[:2] in ("04", "05", "06") else args.repeats
+            row = measure(course, aid, reference_submission(course, aid, work), repeats, not args.no_nbgrader)
+            rows.append(row)
+            print(f"{aid}: notebook {row['alone']:.1f} s, engine first {row['engine_first']:.1f} s, engine "
+                  f"{row['engine']:.1f} s ({row['engine'] / row['alone']:.2f}x), nbgrader sandboxed "
+                  f"{_fmt(row['sandboxed'])} s, stock {_fmt(row['stock'])} s, score {row['score']:g}/{row['max_score']:g}",
+                  flush=True)
+        klass = (class_throughput(course, args.class_ids, args.class_size, work, dask=not args.no_dask)
+                 if args.class_size else [])
+        conv = conv_benchmark()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    peaks = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    lines = report(rows, klass, conv, peaks, weights, args, all_ids=len(rows) == len(course.assignment_ids()))
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
-    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
