@@ -113,6 +113,8 @@ class Namespace:
     _scope: str | None = None
     #: whether :meth:`shared_result` shares one result between checks (only a worker that serves one submission)
     shares_results: ClassVar[bool] = False
+    #: handles to the copies of shared results this scope's check got: released when the next scope begins
+    _copies: list = field(default_factory=list)
 
     # -- transport -------------------------------------------------------------------
     def _roundtrip(self, request: dict, blobs: list[bytes], timeout: float,
@@ -225,6 +227,7 @@ class Namespace:
         strings, booleans or None: they make the key), and every check gets a deep copy of that result
         (the first check the result itself), so no check sees another's changes; a result that cannot be
         copied is computed again for each check, and a new worker (after a crash) computes it again.
+        The check's copy is freed when the next check begins: never keep its handle beyond the check.
         Elsewhere (the reference, a notebook kernel) the function is simply called.  A check that tests
         the function's own behaviour (a new object per call, defaults, what changes between calls, a
         forbidden API) calls it itself.  docs/AUTHORING.md, "Shared results", says when to use it.
@@ -238,8 +241,25 @@ class Namespace:
         source = (f"__import__('autograder.sandbox.shared_results', fromlist=['_'])"
                   f".shared_result(grader_key, {name}, grader_args, grader_kwargs)")
         key = repr((name, args, sorted(kwargs.items())))
-        return self._request("eval", f"{name}()", timeout=timeout, runs=name, source=source, scope=self._scope,
-                             bindings={"grader_key": key, "grader_args": list(args), "grader_kwargs": kwargs})
+        value = self._request("eval", f"{name}()", timeout=timeout, runs=name, source=source, scope=self._scope,
+                              bindings={"grader_key": key, "grader_args": list(args), "grader_kwargs": kwargs})
+        self._copies.extend(_handles_in(value))
+        return value
+
+    def _release_copies(self) -> None:
+        """Free the last check's copies of shared results in the worker (its handles would keep them forever)."""
+        copies, self._copies = self._copies, []
+        for handle in copies:
+            if handle.generation != self.generation or not self._holds_worker():
+                return
+            try:
+                self._request("release", "release a copy", timeout=10, handle=self._encode(handle)[0])
+            except (StudentError, SubmissionCrashed):  # a __del__ of the notebook's: the next request copes
+                return
+
+    def _holds_worker(self) -> bool:
+        """Whether requests reach a running process without starting one (release requests only go there)."""
+        return True
 
     def begin_scope(self, name: str | None) -> None:
         """Start the grader's scope ``name`` (the runner starts one per check, on both sides).
@@ -248,6 +268,8 @@ class Namespace:
         same scope see them (they win over the notebook's names of the same spelling), the notebook
         never does, and the next scope starts without them.
         """
+        if self._copies:
+            self._release_copies()
         self._scope = f"{name}#{next(_SCOPES)}"  # a new scope even when the same check runs again
 
     def eval(self, source: str, *, timeout: float | None = None, **bindings):
@@ -274,6 +296,17 @@ class Namespace:
     def memo(self, key: str, compute):
         """Cache an expensive derived value (only the reference caches; see ReferenceNamespace)."""
         return compute()
+
+
+def _handles_in(value) -> list[Handle]:
+    """The handles in a decoded value (lists, tuples and dicts are searched)."""
+    if isinstance(value, Handle):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [h for v in value for h in _handles_in(v)]
+    if isinstance(value, dict):
+        return [h for v in value.values() for h in _handles_in(v)]
+    return []
 
 
 def _shift_blobs(tree, offset: int):

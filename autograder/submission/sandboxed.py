@@ -252,6 +252,9 @@ class SandboxNamespace(Namespace):
             self._worker = None
             raise SubmissionCrashed(f"the notebook's process {exc} during this check") from None
 
+    def _holds_worker(self) -> bool:
+        return self._worker is not None and self._worker.alive()
+
     # -- the grader's reading of the source -----------------------------------------------
     def _sources(self) -> static_check.Index:
         if self._index is None:

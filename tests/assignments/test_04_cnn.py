@@ -15,6 +15,11 @@ import textwrap
 
 import pytest
 
+from autograder.course import Course
+from autograder.grading.from_source import namespace_with
+from autograder.grading.reference import load_reference
+from autograder.grading.run_checks import run_checks
+from autograder.submission.namespace import InProcessNamespace
 from tests.variants import VariantGrader, assert_grades, correct, wrong
 
 AID = "04_cnn"
@@ -525,3 +530,62 @@ def test_variant(variant):
 def test_every_function_has_three_wrong_and_one_correct_variant():
     for vs in ALL:
         assert sum(bool(v.fails) for v in vs) >= 3 and sum(not v.fails for v in vs) >= 1, vs[0].function
+
+
+# ---------------------------------------------------------------------------------------------
+# get_dataloaders with hidden state, graded as the sandbox grades: the checks that only read the loaders
+# share one result (Namespace.shared_result), made after the notebook's own calls (its cells call
+# get_dataloaders() and, through train_simple_cnn, get_dataloaders(BATCH_SIZE) before any check runs).
+
+class _SharingNamespace(InProcessNamespace):
+    """Shares results between checks as the sandboxed worker does (here in the test's process)."""
+
+    shares_results = True
+
+
+HIDDEN_STATE = [
+    wrong("get_dataloaders", "counter_forgets_normalising_after_the_first_call", """
+          _calls = [0]
+          def get_dataloaders(batch_size=256, root=DATA_DIR):
+              _calls[0] += 1
+              train_ds = torchvision.datasets.FashionMNIST(root, train=True, download=False)
+              valid_ds = torchvision.datasets.FashionMNIST(root, train=False, download=False)
+              train_x, valid_x = train_ds.data.float() / 255, valid_ds.data.float() / 255
+              mean, std = (train_x.mean(), train_x.std()) if _calls[0] == 1 else (0.0, 1.0)
+              return (DataLoader(TensorDataset(((train_x - mean) / std).unsqueeze(1), train_ds.targets),
+                                 batch_size=batch_size, shuffle=True),
+                      DataLoader(TensorDataset(((valid_x - mean) / std).unsqueeze(1), valid_ds.targets),
+                                 batch_size=500))
+          """, {G_NORM, G_STATS, G_REF}),
+    wrong("get_dataloaders", "normalises_a_global_cache_in_place", """
+          _DATA = {}
+          def get_dataloaders(batch_size=256, root=DATA_DIR):
+              if not _DATA:   # read the files once
+                  for split, train in (("train", True), ("valid", False)):
+                      ds = torchvision.datasets.FashionMNIST(root, train=train, download=False)
+                      _DATA[split] = (ds.data.float().div(255).unsqueeze(1), ds.targets)
+              for x, _ in _DATA.values():
+                  x.sub_(0.2860).div_(0.3530)   # in place: every call normalises the cached images again
+              return (DataLoader(TensorDataset(*_DATA["train"]), batch_size=batch_size, shuffle=True),
+                      DataLoader(TensorDataset(*_DATA["valid"]), batch_size=500))
+          """, {G_NORM, G_STATS, G_REF}),
+    wrong("get_dataloaders", "validation_shuffled_shared", loaders_src(valid_shuffle="True"), {G_VALID, G_REF},
+          only=True),
+]
+
+
+@pytest.mark.parametrize("variant", HIDDEN_STATE, ids=lambda v: v.id)
+def test_hidden_state_still_loses_points_with_shared_results(variant):
+    assignment = Course().get(AID)
+    ns = namespace_with(AID, variant.source)
+    exec("get_dataloaders()\nget_dataloaders(BATCH_SIZE)", ns)  # noqa: S102 - the notebook's own calls
+    sub = _SharingNamespace(ns, label="submission")
+    results, problems = run_checks([assignment.public_checks, assignment.hidden_checks], sub,
+                                   load_reference(assignment), cells=[CELL["get_dataloaders"]],
+                                   hidden_files={assignment.hidden_checks})
+    assert not problems, problems
+    shared = [c for c in sub.calls if c.op == "eval" and c.what == "get_dataloaders()"]
+    assert len(shared) == 6, "the checks that only read the loaders should share one result"
+    if "_calls" in ns:  # the notebook's two calls, the one shared call, the default batch size's own call
+        assert ns["_calls"][0] == 4, ns["_calls"]
+    assert_grades({r.name: r for r in results}, variant)

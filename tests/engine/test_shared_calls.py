@@ -9,7 +9,7 @@ from autograder.notebooks import CellToRun
 from autograder.sandbox import zygote
 from autograder.sandbox.probe import machine_protections, strong_isolation
 from autograder.sandbox.worker_process import SandboxConfig
-from autograder.submission.namespace import InProcessNamespace, StudentError, SubmissionCrashed
+from autograder.submission.namespace import Handle, InProcessNamespace, StudentError, SubmissionCrashed
 from autograder.submission.sandboxed import SandboxNamespace
 
 pytestmark = pytest.mark.slow
@@ -17,9 +17,14 @@ pytestmark = pytest.mark.slow
 NOTEBOOK = """
 calls = {"n": 0}
 
+class Data:  # an object that stays in the worker: the checks get handles to it
+    def __init__(self, size):
+        calls["n"] += 1
+        self.rows = [[0] * size for _ in range(size)]
+        self.made_by_call = calls["n"]
+
 def load(size=3):
-    calls["n"] += 1
-    return {"rows": [[0] * size for _ in range(size)], "made_by_call": calls["n"]}
+    return Data(size)
 
 class Uncopyable:
     def __init__(self):
@@ -58,19 +63,29 @@ def _calls(ns) -> int:
 def test_computed_once_per_worker_and_every_check_gets_its_own_copy(sub):
     sub.begin_scope("check_one")
     first = sub.shared_result("load", 3)
-    assert sub.eval("x['made_by_call']", x=first) == 1
-    sub.exec("x['rows'][0][0] = 99\nx['extra'] = True", x=first)      # the first check changes its result
+    assert isinstance(first, Handle) and sub.eval("x.made_by_call", x=first) == 1
+    sub.exec("x.rows[0][0] = 99\nx.extra = True", x=first)      # the first check changes its result
     sub.begin_scope("check_two")
     second = sub.shared_result("load", 3)
-    assert sub.eval("x", x=second) == {"rows": [[0] * 3] * 3, "made_by_call": 1}, "a check saw another's change"
-    sub.exec("x['rows'].clear()", x=second)
+    assert sub.eval("(x.rows, x.made_by_call, hasattr(x, 'extra'))", x=second) == ([[0] * 3] * 3, 1, False), \
+        "a check saw another's change"
+    sub.exec("x.rows.clear()", x=second)
     sub.begin_scope("check_three")
-    assert sub.eval("x['rows'][2]", x=sub.shared_result("load", 3)) == [0, 0, 0]
+    assert sub.eval("x.rows[2]", x=sub.shared_result("load", 3)) == [0, 0, 0]
     assert _calls(sub) == 1, "the function ran more than once for the same arguments"
-    assert sub.eval("x['made_by_call']", x=sub.shared_result("load", size=4)) == 2, "other arguments, another key"
-    assert sub.eval("x['made_by_call']", x=sub.call("load", 3)) == 3, "a direct call still runs the function"
+    assert sub.eval("x.made_by_call", x=sub.shared_result("load", size=4)) == 2, "other arguments, another key"
+    assert sub.eval("x.made_by_call", x=sub.call("load", 3)) == 3, "a direct call still runs the function"
     assert sub.eval("__import__('autograder.sandbox.shared_results', fromlist=['_']).computed()") == sorted([
         "('load', (3,), [])", "('load', (), [('size', 4)])"])
+
+
+def test_a_checks_copy_is_freed_when_the_next_check_begins(sub):
+    sub.begin_scope("one")
+    first = sub.shared_result("load", 3)
+    sub.begin_scope("two")
+    with pytest.raises(StudentError, match="unknown handle"):
+        sub.eval("x", x=first)
+    assert sub.eval("x.made_by_call", x=sub.shared_result("load", 3)) == 1
 
 
 def test_a_result_that_cannot_be_copied_is_computed_again_for_each_check(sub):
@@ -100,7 +115,7 @@ def test_a_new_worker_computes_the_result_again(sub):
     with pytest.raises(SubmissionCrashed):
         sub.exec("import os\nos._exit(3)")
     sub.begin_scope("two")
-    assert sub.eval("x['made_by_call']", x=sub.shared_result("load", 3)) == 1, "the old worker's result came back"
+    assert sub.eval("x.made_by_call", x=sub.shared_result("load", 3)) == 1, "the old worker's result came back"
     assert _calls(sub) == 1
 
 

@@ -156,8 +156,13 @@ def test_simple_cnn_logits_can_be_negative(sub):
 
 # -- get_dataloaders ------------------------------------------------------------------------------------
 
-def _loaders(sub, batch_size):
-    dls = sub.get_dataloaders(batch_size)
+#: The checks below only read the loaders: they share one get_dataloaders(LOADERS_BATCH) result, each its own
+#: copy (docs/AUTHORING.md, "Shared results"); the default batch size's check calls the function itself.
+LOADERS_BATCH = 64
+
+
+def _loaders(sub, batch_size=LOADERS_BATCH):
+    dls = sub.shared_result("get_dataloaders", batch_size)
     expect(type(dls) in (tuple, list) and len(dls) == 2,
            f"get_dataloaders({batch_size}) should return (train_dl, valid_dl), got {C.show(dls)}")
     return dls
@@ -174,7 +179,7 @@ def _first_batch(sub, dl, what):
        hint="A batch of images has a channel axis, even for grey images: (B, 1, 28, 28) float32, with labels (B,) "
             "int64; compare with the shape in the message.")
 def test_get_dataloaders_batch_shapes(sub):
-    train_dl, valid_dl = _loaders(sub, 64)
+    train_dl, valid_dl = _loaders(sub)
     for dl, name, exact in ((train_dl, "the training loader", True), (valid_dl, "the validation loader", False)):
         xb, yb = _first_batch(sub, dl, name)
         b = xb.shape[0] if xb.dim() > 0 else 0
@@ -190,7 +195,7 @@ def test_get_dataloaders_batch_shapes(sub):
        hint="Two numbers normalise every image of both sets: the mean and standard deviation of all the TRAINING "
             "pixels after scaling to [0, 1] (about 0.286 and 0.353). The message says which numbers yours look like.")
 def test_get_dataloaders_normalised_with_training_statistics(sub):
-    _, valid_dl = _loaders(sub, 64)
+    _, valid_dl = _loaders(sub)
     b = 64
     # The dataset's first images, whatever order the loader serves them in.
     xs = sub.eval(f"[{P}dl.dataset[i][0] for i in range({b})]", **{f"{P}dl": valid_dl})
@@ -218,8 +223,8 @@ def test_get_dataloaders_normalised_with_training_statistics(sub):
 @check(cell="test_get_dataloaders", points=1, kind="numerical",
        hint="The training images need the same normalisation as the validation images.")
 def test_get_dataloaders_training_images_have_mean_0_std_1(sub):
-    train_dl, _ = _loaders(sub, 500)
-    xs = sub.eval(f"[b[0] for b, _ in zip({P}dl, range(16))]", **{f"{P}dl": train_dl})
+    train_dl, _ = _loaders(sub)
+    xs = sub.eval(f"[b[0] for b, _ in zip({P}dl, range(125))]", **{f"{P}dl": train_dl})  # 8,000 images
     expect(all(type(x) is torch.Tensor for x in xs) and xs, "the training loader should yield image tensors")
     x = torch.cat([t.to(torch.float64).flatten() for t in xs])
     mean, std = float(x.mean()), float(x.std())
@@ -232,7 +237,7 @@ def test_get_dataloaders_training_images_have_mean_0_std_1(sub):
        hint="The training loader should serve all 60,000 training images in a new random order every epoch "
             "(section 1, 'Data loaders').")
 def test_get_dataloaders_training_set_is_shuffled(sub):
-    train_dl, _ = _loaders(sub, 64)
+    train_dl, _ = _loaders(sub)
     n = sub.eval(f"len({P}dl.dataset)", **{f"{P}dl": train_dl})
     expect_equal(n, 60_000, what="the number of training images (len(train_dl.dataset))")
     _, first = _first_batch(sub, train_dl, "the training loader")
@@ -244,7 +249,7 @@ def test_get_dataloaders_training_set_is_shuffled(sub):
 @check(cell="test_get_dataloaders", points=1, kind="behaviour",
        hint="The validation set is the official test split of 10,000 images, served in its original order.")
 def test_get_dataloaders_validation_is_the_test_split_in_order(sub):
-    _, valid_dl = _loaders(sub, 256)
+    _, valid_dl = _loaders(sub)
     labels = sub.eval(f"[y for _, y in {P}dl]", **{f"{P}dl": valid_dl})
     expect(type(labels) is list and all(type(y) is torch.Tensor for y in labels),
            "the validation loader should yield (images, labels) pairs of tensors")

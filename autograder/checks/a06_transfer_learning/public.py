@@ -42,7 +42,7 @@ from .common import (
        hint="torchvision builds the network and loads its checkpoint in one call when you name the weights "
             "(section 1, Exercise 1: the weights enum).")
 def test_load_alexnet_has_the_checkpoint_weights(sub):
-    model = expect_module(sub.load_alexnet(), "load_alexnet()")
+    model = expect_module(sub.shared_result("load_alexnet"), "load_alexnet()")  # only read: its own copy
     s = structure(sub, model)
     expect(s["kind"] == "AlexNet", f"load_alexnet() should return torchvision's AlexNet, got a {s['type']}")
     sums = sub.eval(SUMS_EXPR, grader_m=model)
@@ -60,7 +60,8 @@ def test_load_alexnet_has_the_checkpoint_weights(sub):
             "inference (section 1, Exercise 1).")
 def test_load_alexnet_is_in_eval_mode(sub):
     for kwargs in ({}, {"pretrained": False}):
-        d = expect_module(sub.load_alexnet(**kwargs), fmt_call("load_alexnet", **kwargs)).describe()
+        model = sub.load_alexnet(**kwargs) if kwargs else sub.shared_result("load_alexnet")  # read only
+        d = expect_module(model, fmt_call("load_alexnet", **kwargs)).describe()
         training = [path for path, flag in all_training_flags(d) if flag]
         expect(not training, f"{fmt_call('load_alexnet', **kwargs)} returned a model in training mode "
                              f"({first_names(training, 3)} have training=True): "
