@@ -4,9 +4,9 @@ With ``nbgrader_config.py``, nbgrader's autograde grades with the sandboxed engi
 (:class:`autograder.integrations.nbgrader_autograde.SandboxedExecute`), so the two must agree exactly, per test
 cell.  One temporary nbgrader course holds every assignment; the reference, the blank release
 and wrong submissions of each (several for 01-03, one for 04-06) are autograded once by nbgrader
-into its gradebook and once by the engine (02's by ``grade-class``, a ``python -m autograder grade``
-process per submission; the others by ``grade_notebook``, what ``grade`` calls, in this process),
-and every assertion below reads those runs:
+into its gradebook and once by the engine (02's by the ``grade-class`` command line; the others by
+``grade_notebook``, what ``grade`` calls, in a process of its own), both sides at once, and every
+assertion below reads those runs:
 
 - per cell, the gradebook's scores equal the engine's, for every submission;
 - the reference gets every point of every test cell, the blank release none, each wrong one less;
@@ -99,52 +99,93 @@ def submissions(course: Course, aid: str) -> dict[str, nbformat.NotebookNode]:
     return out
 
 
+#: Threads for the student's code and the grader's own tensor work, on each side: nbgrader's autograde (in this
+#: process) and the engine (in a process of its own) grade at the same time, one core each, with the same setting.
+THREADS = 1
+
+
+def _engine_grade(path: str, aid: str) -> tuple[dict[str, float], float, float, float, str]:
+    """``grade_notebook`` (what ``python -m autograder grade`` calls) on one submission, in the engine's process.
+
+    That process grades every submission of the fixture in turn: it loads each reference once and keeps its
+    sandbox zygote warm, as this process does for nbgrader's autograde.
+    """
+    import torch
+
+    from autograder.grading.grade_notebook import grade_notebook
+
+    torch.set_num_threads(THREADS)
+    t0 = time.monotonic()
+    report = grade_notebook(path, assignment_id=aid, threads=THREADS)
+    cells = {cell: got for cell, (got, _) in report.cell_scores().items()}
+    return cells, report.score, report.max_score, time.monotonic() - t0, report.protections.get("start", "")
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, sandbox_visible_torch_home, fashion_mnist_root):
     """Every submission autograded once by nbgrader (with the course's config) and once by the engine.
 
-    The engine: ``grade-class`` (one ``python -m autograder grade`` process per submission) for 02's
-    submissions, ``grade_notebook`` in this process (what ``grade`` calls) for the others, which
-    saves reloading the reference for every submission.
+    The engine: ``grade-class`` for 02's submissions, ``grade_notebook`` (what ``grade`` calls) for the
+    others, in one process that grades them in turn (each reference loaded once).  Both run while nbgrader
+    autogrades in this process, so the two sides share the machine's cores instead of taking turns.
     """
-    from autograder.grading.grade_notebook import grade_notebook
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
 
     course = Course()
     ids = LIGHT + HEAVY
     root = make_course(tmp_path_factory.mktemp("agreement") / "course", ids)
-    api = nbgrader_api(root, engine_root=course.root)  # the engine's course: the repository, as `grade` uses
+    # The engine's course: the repository, as `grade` uses; the student's code gets the same threads as the engine's.
+    api = nbgrader_api(root, engine_root=course.root, threads=THREADS)
     plan = {aid: submissions(course, aid) for aid in ids}
     assert {aid: list(subs) for aid, subs in plan.items()} == {aid: students(aid) for aid in ids}
     for aid, subs in plan.items():
         assert api.generate_assignment(aid, force=True, create=True)["success"]
         for student, nb in subs.items():
             submit(root, aid, student, nb)
-    by_nbgrader, by_engine, totals = {}, {}, {}
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "autograder", "grade-class", str(root / "submitted"),
-                           "--assignment", CLI_AID, "--jobs", "1", "--out", str(root / "graded")],
-                          cwd=course.root, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    timings = {"grade-class 02": time.monotonic() - t0}
+    by_nbgrader, by_engine, totals, timings, starts = {}, {}, {}, {}, {}
+    t_all = time.monotonic()
+    cli_log = root / "grade-class.log"
+    with open(cli_log, "wb") as log:
+        cli = subprocess.Popen([sys.executable, "-m", "autograder", "grade-class", str(root / "submitted"),
+                                "--assignment", CLI_AID, "--jobs", "1", "--out", str(root / "graded")],
+                               cwd=course.root, stdout=log, stderr=subprocess.STDOUT)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)  # the checks of nbgrader's autograde run in this process
+    engine = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {(aid, student): engine.submit(_engine_grade, str(root / "submitted" / student / aid / f"{aid}.ipynb"),
+                                                 aid)
+                   for aid, subs in plan.items() if aid != CLI_AID for student in subs}
+        for aid, subs in plan.items():
+            for student in subs:
+                t0 = time.monotonic()
+                result = api.autograde(aid, student)
+                assert result["success"], result.get("log")
+                timings[f"nbgrader {aid[:2]}/{student}"] = time.monotonic() - t0
+                by_nbgrader[(aid, student)] = cell_scores(api, aid, student)
+        for (aid, student), future in futures.items():
+            cells, score, max_score, seconds, starts[(aid, student)] = future.result(timeout=1800)
+            by_engine[(aid, student)] = cells
+            totals[(aid, student)] = (score, max_score)
+            timings[f"engine {aid[:2]}/{student}"] = seconds
+        cli.wait(timeout=1800)
+    finally:
+        torch.set_num_threads(threads_before)
+        engine.shutdown(wait=True, cancel_futures=True)
+        cli.kill()
+        cli.wait()
+    assert cli.returncode == 0, cli_log.read_text()[-6000:]
     for student in plan[CLI_AID]:
         results = json.loads((root / "graded" / student / f"{CLI_AID}.json").read_text())
         by_engine[(CLI_AID, student)] = {cell: v["score"] for cell, v in results["extra_data"]["cells"].items()}
         totals[(CLI_AID, student)] = (results["score"], results["max_score"])
-    for aid, subs in plan.items():
-        for student in subs:
-            t0 = time.monotonic()
-            result = api.autograde(aid, student)
-            assert result["success"], result.get("log")
-            timings[f"nbgrader {aid[:2]}/{student}"] = time.monotonic() - t0
-            by_nbgrader[(aid, student)] = cell_scores(api, aid, student)
-            if aid != CLI_AID:
-                t0 = time.monotonic()
-                report = grade_notebook(root / "submitted" / student / aid / f"{aid}.ipynb", assignment_id=aid)
-                timings[f"engine {aid[:2]}/{student}"] = time.monotonic() - t0
-                by_engine[(aid, student)] = {cell: got for cell, (got, _) in report.cell_scores().items()}
-                totals[(aid, student)] = (report.score, report.max_score)
     print("\nseconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    print(f"nbgrader autograde (sandboxed) in all: {sum(v for k, v in timings.items() if k.startswith('nbgrader')):.0f} s")
+    print(f"nbgrader autograde (sandboxed) in all: {sum(v for k, v in timings.items() if k.startswith('nbgrader')):.0f} s;"
+          f" both sides, at once: {time.monotonic() - t_all:.0f} s")
+    print("engine worker starts: " + ", ".join(sorted({s.split(' (')[0] for s in starts.values()})))
     return {"root": root, "api": api, "plan": plan, "nbgrader": by_nbgrader, "engine": by_engine, "totals": totals,
             "course": course}
 
