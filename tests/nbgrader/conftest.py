@@ -64,7 +64,8 @@ def sandbox_visible_torch_home():
     """
     from data_scripts.alexnet_standin import install_standin
 
-    home = Course().root / "torch_home" / "stand-in-for-nbgrader-tests"
+    # One folder per test process: two runs at once in one checkout never share or delete each other's weights.
+    home = Course().root / "torch_home" / f"stand-in-for-nbgrader-tests-{os.getpid()}"
     install_standin(torch_home=home)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(home))
