@@ -5,7 +5,7 @@ students, run by their self-check) or ``hidden.py`` (instructors only).  It take
 fixtures ``sub`` (the submission) and, in hidden checks only, ``ref`` (the reference
 solution), both :class:`autograder.submission.namespace.Namespace` objects::
 
-    @check(cell="test_conv2d_loops", points=2, kind="numerical",
+    @check(cell="test_conv2d_loops", points=3, kind="numerical",
            hint="Remember the +1 in the output size.")
     def test_conv2d_loops_matches_reference(sub, ref):
         x = torch.randn(7, 9)
