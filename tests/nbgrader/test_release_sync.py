@@ -9,6 +9,7 @@ import pytest
 
 from autograder.course import Course
 from autograder.integrations.release import generate_to_temp, solution_ids
+from tests.contract.course_contract import declared_check_points
 
 IDS = solution_ids(Course())
 
@@ -39,19 +40,9 @@ def test_release_has_no_solutions_or_hidden_tests(assignment_id):
 
 @pytest.mark.parametrize("assignment_id", IDS)
 def test_test_cell_points_equal_the_sum_of_their_checks(assignment_id):
-    import ast
-
     course = Course()
-    assignment = course.get(assignment_id)
-    points: dict[str, float] = {}
-    for path in (assignment.public_checks, assignment.hidden_checks):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check":
-                kw = {k.arg: k.value for k in node.keywords}
-                if "cell" in kw and "points" in kw:
-                    cell = ast.literal_eval(kw["cell"])
-                    points[cell] = points.get(cell, 0.0) + float(ast.literal_eval(kw["points"]))
-    nb = nbformat.read(assignment.solution_notebook, as_version=4)
+    points = declared_check_points(course, assignment_id)  # the checks as the grader collects them
+    nb = nbformat.read(course.get(assignment_id).solution_notebook, as_version=4)
     declared = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
                 if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
     assert declared == pytest.approx(points), "nbgrader points per test cell must equal the sum of its checks' points"
