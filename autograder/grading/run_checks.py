@@ -212,7 +212,11 @@ def run_checks(files: list[Path], sub: Namespace, ref: Namespace | None = None, 
     existing = [str(p) for p in files if p.exists()]
     if not existing:
         return [], [f"no check files found among {[str(p) for p in files]}"]
-    code, output = _pytest(existing, [plugin, annotate])
+    try:
+        code, output = _pytest(existing, [plugin, annotate])
+    finally:
+        # pytest's config (which keeps its plugins) can outlive the run: never let it keep the namespaces alive.
+        plugin._sub = plugin._ref = None
     problems = list(plugin.collect_errors)
     if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
         problems.append(f"pytest could not run the checks (exit {int(code)}):\n{output[-3000:]}")

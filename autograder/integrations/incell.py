@@ -86,7 +86,10 @@ class Checker:
         assignment = self.course.get(self.assignment_id)
         sub = InProcessNamespace(namespace, label="your notebook", enforce_timeout=True,
                                  default_timeout=assignment.settings.call_timeout)
-        results, problems = run_checks([assignment.public_checks], sub, None, cells=[cell])
+        try:
+            results, problems = run_checks([assignment.public_checks], sub, None, cells=[cell])
+        finally:
+            sub.close()  # the kernel lives on: free what the checks built in it
         self._report(cell, results, problems, "public checks")
         earned = sum(r.points for r in results)
         total = sum(r.max_points for r in results)
