@@ -28,8 +28,11 @@ import nbformat
 
 from autograder.authoring.notebook_builder import fill_answers, solution_sources
 from autograder.course import Course
+from benchmarks.memory import PeakWatcher
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+#: Peak memory per kind of process; its ``phase`` names the measurement running.
+WATCH = PeakWatcher()
 
 
 def reference_submission(course: Course, aid: str, folder: Path) -> Path:
@@ -177,11 +180,14 @@ def class_throughput(course: Course, ids: list[str], n: int, work: Path, dask: b
     try:
         for aid in ids:
             folder = class_folder(course, aid, n, work)
+            WATCH.phase = f"{aid}: grade-class --jobs 1"
             jobs1, scores1 = time_grade_class(folder, work / f"{aid}-jobs1", "--jobs", "1")
+            WATCH.phase = f"{aid}: grade-class --jobs 2"
             jobs2, scores2 = time_grade_class(folder, work / f"{aid}-jobs2", "--jobs", "2")
             row = {"assignment": aid, "n": n, "jobs1": jobs1, "jobs2": jobs2, "dask2": None,
                    "same_scores": scores1 == scores2}
             if cluster is not None:
+                WATCH.phase = f"{aid}: grade-class on dask"
                 row["dask2"], scores_dask = time_grade_class(folder, work / f"{aid}-dask", "--scheduler",
                                                              cluster.scheduler_address)
                 row["same_scores"] = row["same_scores"] and scores_dask == scores1
@@ -263,22 +269,35 @@ def _target(ok: bool, text: str) -> str:
 
 
 def measure(course: Course, aid: str, path: Path, repeats: int, nbgrader: bool) -> dict:
-    """Every single-notebook figure of ``aid``'s reference submission, in this process, back to back."""
-    alone_runs = [time_notebook_alone(course, aid) for _ in range(repeats)]
+    """Every single-notebook figure of ``aid``'s reference submission, in this process.
+
+    The measurements take turns (notebook, engine, nbgrader sandboxed, stock; then again), so that a
+    machine that slows down for a minute (a shared host) weighs on every figure alike.
+    """
     # The first grade of an assignment in a process starts its zygote (what a one-shot `grade` pays);
     # the later ones fork from it (what grade-class jobs and nbgrader's class autograde pay).
-    engine_runs = [time_engine(path, aid) for _ in range(repeats + 1)]
+    WATCH.phase = f"{aid}: engine, first"
+    engine_first = time_engine(path, aid)
+    alone_runs, engine_runs, sandboxed_runs, stock_runs = [], [], [], []
+    for _ in range(repeats):
+        WATCH.phase = f"{aid}: notebook alone"
+        alone_runs.append(time_notebook_alone(course, aid))
+        WATCH.phase = f"{aid}: engine"
+        engine_runs.append(time_engine(path, aid))
+        if nbgrader:
+            WATCH.phase = f"{aid}: nbgrader, sandboxed"
+            sandboxed_runs.append(time_nbgrader(course, aid, path))
+            WATCH.phase = f"{aid}: nbgrader, stock"
+            stock_runs.append(time_nbgrader(course, aid, path, stock=True))
     row = {"aid": aid, "repeats": repeats, "accuracies": alone_runs[0][1],
            "alone": statistics.median(t for t, _ in alone_runs),
-           "engine_first": engine_runs[0][0], "engine": statistics.median(t for t, _, _ in engine_runs[1:]),
-           "score": engine_runs[0][1], "max_score": engine_runs[0][2], "sandboxed": None, "stock": None}
+           "engine_first": engine_first[0], "engine": statistics.median(t for t, _, _ in engine_runs),
+           "score": engine_first[1], "max_score": engine_first[2], "sandboxed": None, "stock": None}
     if nbgrader:
-        runs = [time_nbgrader(course, aid, path) for _ in range(repeats)]
-        row["sandboxed"] = statistics.median(t for t, _ in runs)
-        row["sandboxed_score"] = runs[0][1]
-        runs = [time_nbgrader(course, aid, path, stock=True) for _ in range(repeats)]
-        row["stock"] = statistics.median(t for t, _ in runs)
-        row["stock_score"] = runs[0][1]
+        row["sandboxed"] = statistics.median(t for t, _ in sandboxed_runs)
+        row["sandboxed_score"] = sandboxed_runs[0][1]
+        row["stock"] = statistics.median(t for t, _ in stock_runs)
+        row["stock_score"] = stock_runs[0][1]
     return row
 
 
@@ -339,7 +358,10 @@ def report(rows: list[dict], klass: list[dict], conv, peaks: tuple[float, float]
     peak_self, peak_children = peaks
     lines += ["", "## Peak memory", "",
               f"This process (engine, reference, nbgrader in-process): {peak_self:.0f} MiB; largest child process "
-              f"(sandboxed worker or zygote, Jupyter kernel, grade-class job, dask worker): {peak_children:.0f} MiB.", ""]
+              f"(`ru_maxrss` of all children): {peak_children:.0f} MiB. Per kind of process (sampled 4 times a "
+              "second, `benchmarks/memory.py`):", "", "| process | peak (MiB) | during |", "|---|---|---|"]
+    lines += [f"| {role} | {mib:.0f} | {phase} |" for role, (mib, phase) in
+              sorted(WATCH.peaks.items(), key=lambda item: -item[1][0])] + [""]
     lines += ["## Targets (issue 20)", ""]
     for r in rows:
         lines.append(_target(r["engine"] <= 1.15 * r["alone"],
@@ -376,20 +398,21 @@ def main(argv=None) -> int:
     weights = _weights_note() if "06_transfer_learning" in ids else ""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     rows = []
-    try:
-        for aid in ids:
-            repeats = args.heavy_repeats if aid[:2] in ("04", "05", "06") else args.repeats
-            row = measure(course, aid, reference_submission(course, aid, work), repeats, not args.no_nbgrader)
-            rows.append(row)
-            print(f"{aid}: notebook {row['alone']:.1f} s, engine first {row['engine_first']:.1f} s, engine "
-                  f"{row['engine']:.1f} s ({row['engine'] / row['alone']:.2f}x), nbgrader sandboxed "
-                  f"{_fmt(row['sandboxed'])} s, stock {_fmt(row['stock'])} s, score {row['score']:g}/{row['max_score']:g}",
-                  flush=True)
-        klass = (class_throughput(course, args.class_ids, args.class_size, work, dask=not args.no_dask)
-                 if args.class_size else [])
-        conv = conv_benchmark()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with WATCH:
+        try:
+            for aid in ids:
+                repeats = args.heavy_repeats if aid[:2] in ("04", "05", "06") else args.repeats
+                row = measure(course, aid, reference_submission(course, aid, work), repeats, not args.no_nbgrader)
+                rows.append(row)
+                print(f"{aid}: notebook {row['alone']:.1f} s, engine first {row['engine_first']:.1f} s, engine "
+                      f"{row['engine']:.1f} s ({row['engine'] / row['alone']:.2f}x), nbgrader sandboxed "
+                      f"{_fmt(row['sandboxed'])} s, stock {_fmt(row['stock'])} s, score {row['score']:g}/{row['max_score']:g}",
+                      flush=True)
+            klass = (class_throughput(course, args.class_ids, args.class_size, work, dask=not args.no_dask)
+                     if args.class_size else [])
+            conv = conv_benchmark()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     peaks = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     lines = report(rows, klass, conv, peaks, weights, args, all_ids=len(rows) == len(course.assignment_ids()))
