@@ -137,7 +137,7 @@ def _is_kept(pid: int) -> bool:
 
 
 def processes_of(uid: int) -> list[int]:
-    """Pids whose real uid is ``uid`` (read from /proc; a slot's uid belongs to this process alone).
+    """Living pids whose real uid is ``uid`` (read from /proc; a slot's uid belongs to this process alone).
 
     The zygote's processes (:mod:`.zygote`), registered with :func:`keep_process`, are left out.
     """
@@ -151,12 +151,31 @@ def processes_of(uid: int) -> list[int]:
             with open(f"/proc/{entry.name}/status", "rb") as f:
                 for line in f:
                     if line.startswith(b"Uid:"):
-                        if int(line.split()[1]) == uid:
+                        if int(line.split()[1]) == uid and not _dead(int(entry.name)):
                             pids.append(int(entry.name))
                         break
         except (OSError, ValueError, IndexError):
             continue
     return pids
+
+
+def _dead(pid: int) -> bool:
+    """Whether every thread of ``pid`` has exited (a zombie waiting for its parent to collect it).
+
+    A zombie holds no memory, no files and runs nothing, so it cannot reach the next worker; waiting
+    for it would only wait for its parent: bubblewrap's processes are re-parented to the machine's
+    init, which may collect them seconds later (1.2-2 s measured here).  A zombie *leader* whose
+    other threads still run is alive: every thread is looked at.
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for tid in tasks:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X"):
+                    return False
+    except (OSError, IndexError):
+        return False  # unreadable: count it as alive (it is killed and looked at again)
+    return bool(tasks)
 
 
 def kill_until_gone(members, timeout: float) -> bool:
