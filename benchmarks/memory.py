@@ -62,7 +62,8 @@ class PeakWatcher:
                     continue
         found, frontier = [], [os.getpid()]
         while frontier:
-            kids = [p for p, pp in parent.items() if pp == frontier.pop()]
+            pid = frontier.pop()
+            kids = [p for p, pp in parent.items() if pp == pid]
             found += kids
             frontier += kids
         return found
