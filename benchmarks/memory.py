@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 
+from autograder.sandbox.zygote import descendants
+
 ROLES = (  # (what the command line contains, the role)
     ("ipykernel", "Jupyter kernel (notebook alone, or nbgrader's stock Execute)"),
     ("autograder.sandbox.zygote_server", "sandboxed worker (forked from the zygote) or the zygote"),
@@ -51,25 +53,8 @@ class PeakWatcher:
         self._stop.set()
         self._thread.join()
 
-    def _descendants(self) -> list[int]:
-        parent: dict[int, int] = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    with open(f"/proc/{entry.name}/stat") as f:
-                        parent[int(entry.name)] = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, ValueError, IndexError):
-                    continue
-        found, frontier = [], [os.getpid()]
-        while frontier:
-            pid = frontier.pop()
-            kids = [p for p, pp in parent.items() if pp == pid]
-            found += kids
-            frontier += kids
-        return found
-
     def sample(self) -> None:
-        for pid in self._descendants():
+        for pid in descendants(os.getpid()):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     role = _role(f.read().replace(b"\0", b" ").decode(errors="replace"))

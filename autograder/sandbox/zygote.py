@@ -63,7 +63,8 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (read from /proc): its children, theirs, and so on."""
     parent: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -165,7 +166,7 @@ class Zygote:
         if "error" in self.hello or not self.hello.get("ready"):
             raise OSError(f"the zygote did not start: {self.hello.get('error', self.hello)}")
         ns_pid = int(self.hello["pid"])
-        tree = _descendants(proc.pid)
+        tree = descendants(proc.pid)
         self.pid = next((p for p in tree if _ns_pid(p) == ns_pid), None)
         if self.pid is None:
             raise OSError("the zygote's process was not found")
