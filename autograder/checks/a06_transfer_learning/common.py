@@ -369,11 +369,9 @@ def fmnist_inputs(first: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ds.data[first:first + count].clone(), ds.targets[first:first + count].clone()
 
 
-PREDICT_SRC = f"""
-def grader_predict(model, images, batch_size=50):
+PREDICT_SRC = """
+def grader_predict(model, images, mean, std, batch_size=50):
     import torch as grader_t
-    mean = grader_t.tensor({list(IMAGENET_MEAN)!r}).view(1, 3, 1, 1)
-    std = grader_t.tensor({list(IMAGENET_STD)!r}).view(1, 3, 1, 1)
     model.eval()
     out = []
     with grader_t.no_grad():
@@ -393,7 +391,9 @@ def whole_model_accuracy(ns, model_expr: str, images: torch.Tensor, labels: torc
     from autograder.authoring.api import CheckFailure
 
     ns.exec(PREDICT_SRC)
-    pred = ns.eval(f"grader_predict({model_expr}, grader_images)", grader_images=images, timeout=timeout)
+    pred = ns.eval(f"grader_predict({model_expr}, grader_images, grader_mean, grader_std)", grader_images=images,
+                   grader_mean=torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                   grader_std=torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), timeout=timeout)
     if type(pred) is not torch.Tensor or tuple(pred.shape) != tuple(labels.shape):
         raise CheckFailure(f"`{model_expr}` should map images ({len(images)}, 3, 224, 224) to (N, 10) scores")
     return float((pred == labels).float().mean())
