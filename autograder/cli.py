@@ -36,13 +36,19 @@ def _usage_error(message: str) -> int:
 
 
 def cmd_grade(args) -> int:
+    from autograder.grading.sandbox_settings import start_sandbox_early_for
+
+    _allow_weak(args)
+    submissions = _submissions(Path(args.submission))
+    if submissions:  # the sandbox's zygote imports torch while this process does (two cores, half the wait)
+        start_sandbox_early_for(submissions[0], args.assignment, args.threads)
+
     from autograder.grading.grade_notebook import GradingError, grade_notebook
     from autograder.grading.reports import combine, write_reports
     from autograder.textsafe import safe_text
 
-    _allow_weak(args)
     reports = []
-    for nb in _submissions(Path(args.submission)):
+    for nb in submissions:
         try:
             report = grade_notebook(nb, assignment_id=args.assignment, threads=args.threads)
         except GradingError as exc:

@@ -314,7 +314,7 @@ def serve(argv: list[str] | None = None) -> None:
 
 def grade_in_process(task: dict) -> dict:
     """Grade one submission in this (grading) process: what ``python -m autograder grade`` would write."""
-    from autograder.grading.grade_notebook import GradingError, grade_notebook
+    from autograder.grading.sandbox_settings import start_sandbox_early_for
 
     scratch = Path(tempfile.mkdtemp(prefix="classgrade-"))
     try:
@@ -324,6 +324,10 @@ def grade_in_process(task: dict) -> dict:
             notebook.parent.mkdir()
             notebook.write_bytes(task["content"])
         threads = task.get("threads") or worker_threads()
+        # The job's first submission: its zygote imports torch while this process does (no-op afterwards).
+        start_sandbox_early_for(notebook, task["assignment"], threads)
+        from autograder.grading.grade_notebook import GradingError, grade_notebook
+
         _set_torch_threads(threads)
         try:
             report = grade_notebook(notebook, assignment_id=task["assignment"], course=Course(), threads=threads)

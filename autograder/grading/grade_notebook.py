@@ -7,15 +7,15 @@ message and zero points on what it breaks, and grading goes on.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from autograder.course import REPO_ROOT, Assignment, Course, GradingSettings, load_release
+from autograder.course import Course, GradingSettings, load_release
 from autograder.grading.run_checks import run_checks
+from autograder.grading.sandbox_settings import default_threads, sandbox_config, start_sandbox_early  # noqa: F401
 from autograder.notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
 from autograder.records import GradeReport
-from autograder.sandbox.worker_process import SandboxConfig, WorkerError
+from autograder.sandbox.worker_process import WorkerError
 from autograder.submission.namespace import Namespace, SubmissionCrashed
 from autograder.submission.sandboxed import SandboxNamespace
 
@@ -50,27 +50,6 @@ class BrokenSubmission(Namespace):
         pass
 
 
-def default_threads(jobs: int = 1) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
-
-
-def sandbox_config(assignment: Assignment, threads: int | None = None, **overrides) -> SandboxConfig:
-    """Limits from the assignment's settings; what the worker may see (an allowlist, see sandbox/bwrap.py)."""
-    from data_scripts.paths import data_dir, torch_home
-
-    settings = assignment.settings
-    readonly = [REPO_ROOT / "autograder", REPO_ROOT / "data_scripts", Path(data_dir()), Path(torch_home())]
-    hidden = [REPO_ROOT / "autograder" / "checks", assignment.course.checks_root, assignment.course.root / "solutions"]
-    config = SandboxConfig(memory_mb=settings.memory_mb,
-                           threads=threads or settings.threads or default_threads(),
-                           readonly=[p for p in readonly if p.exists()], hidden=hidden,
-                           extra_env={"CNN_COURSE_DATA": str(data_dir()), "TORCH_HOME": str(torch_home())},
-                           readable=[p for p in (data_dir(), torch_home()) if Path(p).exists()])
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    return config
-
-
 def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course: Course | None = None,
                    hidden: bool = True, threads: int | None = None, config_overrides: dict | None = None,
                    settings: GradingSettings | None = None) -> GradeReport:
@@ -99,6 +78,9 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
     report.manual = manual_cells(release)
     settings = settings or assignment.settings
 
+    if problem is None:   # the zygote's imports run while the reference loads (a no-op once it runs)
+        start_sandbox_early(assignment, threads, **{**(config_overrides or {}),
+                                                    **({} if hidden else {"allow_weak": True})})
     ref = None
     if hidden:
         from autograder.grading.reference import ReferenceError, load_reference

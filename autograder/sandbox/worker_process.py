@@ -141,6 +141,7 @@ class Worker:
         if user is not None:
             # The slot's uid belongs to this grading process alone: anything left of an earlier worker
             # (a fork bomb's children still being torn down) must be gone before the next one starts.
+            zygote.settle(user.pw_uid)  # a zygote started early is spared only once it is ready
             if not users.reap_user_processes(user.pw_uid):
                 raise SandboxUnavailable(f"processes of the sandbox user {user.pw_name} could not be stopped")
             os.chown(self.scratch, user.pw_uid, user.pw_gid)
@@ -178,25 +179,10 @@ class Worker:
         self.hello = hello
 
     def _env(self, req_r: int, resp_w: int) -> dict:
-        cfg = self.config
-        keep = ("PATH", "LANG", "LC_ALL", "TORCH_HOME", "CNN_COURSE_DATA", "PYTHONPATH", "VIRTUAL_ENV")
-        env = {k: os.environ[k] for k in keep if k in os.environ}
-        env.setdefault("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
-        env.update({
-            "HOME": str(self.scratch), "TMPDIR": str(self.scratch), "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.scratch / ".matplotlib"), "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads),
-            "AUTOGRADER_THREADS": str(cfg.threads), "AUTOGRADER_FDS": f"{req_r},{resp_w}",
-            "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore",
-        })
-        env.update(cfg.extra_env)
-        return env
+        return worker_env(self.config, self.scratch, req_r, resp_w)
 
-    def _bwrap_args(self, scratch: Path | None = None) -> list[str]:
-        cfg = self.config
-        readonly = [*python_trees(), *(Path(p) for p in cfg.readonly)]
-        return bwrap.bwrap_args(bwrap_path(), readonly=readonly, hidden=list(cfg.hidden),
-                                scratch=scratch or self.scratch)
+    def _bwrap_args(self) -> list[str]:
+        return sandbox_bwrap_args(self.config, self.scratch)
 
     # -- warm start: fork from the zygote (see .zygote) ------------------------------------
     def _start_warm(self, probe: dict, user: pwd.struct_passwd) -> bool:
@@ -209,14 +195,8 @@ class Worker:
         if self.scratch.parent != parent:
             self.protections["start"] = f"{cold} (the scratch folder is not the zygote's)"
             return False
-        args = self._bwrap_args(scratch=parent)
-        env = self._env(-1, -1)
-        for name in ("AUTOGRADER_FDS", "HOME", "TMPDIR", "MPLCONFIGDIR"):
-            env.pop(name, None)
-        cfg = self.config
-        key = (user.pw_uid, probe["cgroup"], cfg.memory_mb, cfg.threads, cfg.max_processes, cfg.file_size_mb,
-               cfg.address_space_gb, tuple(args), tuple(sorted(env.items())))
-        found, why = zygote.zygote_for(key, lambda: self._start_zygote(probe, user, args, env))
+        key, start = _zygote_plan(self.config, probe, user)
+        found, why = zygote.zygote_for(key, start)
         if found is None:
             self.protections["start"] = f"{cold} (the warm zygote is not available: {why})"
             return False
@@ -249,35 +229,6 @@ class Worker:
                                      "rlimits; its own cgroup)" if self.cgroup is not None else
                                      "forked from a clean zygote (same user, namespaces, allowlist root and rlimits)")
         return True
-
-    def _start_zygote(self, probe: dict, user: pwd.struct_passwd, args: list[str], env: dict) -> zygote.Zygote:
-        cfg = self.config
-        group = Cgroup(probe["cgroup"], cfg.memory_mb, cfg.max_processes) if probe["cgroup"] else None
-        if group is not None and not group.ok:
-            raise OSError("no cgroup for the zygote")
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**env, "HOME": str(scratch_parent()), "TMPDIR": "/tmp", "AUTOGRADER_ZYGOTE_FD": str(child.fileno())}
-        proc = None
-        try:
-            proc = subprocess.Popen([*args, sys.executable, "-m", "autograder.sandbox.zygote_server"],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    cwd=scratch_parent(), env=env, pass_fds=(child.fileno(),),
-                                    preexec_fn=sandbox_preexec(cfg, group, user), close_fds=True)
-            child.close()
-            return zygote.Zygote(proc, parent, user.pw_uid, scratch_parent(), group)
-        except (OSError, ValueError) as exc:
-            child.close()
-            parent.close()
-            if proc is not None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                proc.wait()
-            if group is not None:
-                group.kill_all()
-                group.remove()
-            raise OSError(str(exc)) from None
 
     def _drain_output(self) -> None:
         stream = self.proc.stdout
@@ -389,6 +340,95 @@ class Worker:
 
 _SCRATCH_PARENT: Path | None = None
 
+
+
+def worker_env(cfg: SandboxConfig, scratch: Path, req_r: int, resp_w: int) -> dict:
+    """The environment a worker (or the zygote) starts with: nothing of the grader's but what it needs."""
+    keep = ("PATH", "LANG", "LC_ALL", "TORCH_HOME", "CNN_COURSE_DATA", "PYTHONPATH", "VIRTUAL_ENV")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.setdefault("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
+    env.update({
+        "HOME": str(scratch), "TMPDIR": str(scratch), "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": str(scratch / ".matplotlib"), "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads),
+        "AUTOGRADER_THREADS": str(cfg.threads), "AUTOGRADER_FDS": f"{req_r},{resp_w}",
+        "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore",
+    })
+    env.update(cfg.extra_env)
+    return env
+
+
+def sandbox_bwrap_args(cfg: SandboxConfig, scratch: Path) -> list[str]:
+    """bubblewrap's arguments: the allowlist root of ``cfg`` with ``scratch`` as the only writable folder."""
+    return bwrap.bwrap_args(bwrap_path(), readonly=[*python_trees(), *(Path(p) for p in cfg.readonly)],
+                            hidden=list(cfg.hidden), scratch=scratch)
+
+
+def _start_zygote(cfg: SandboxConfig, probe: dict, user: pwd.struct_passwd, args: list[str],
+                  env: dict) -> zygote.Zygote:
+    """Start the zygote's process under bubblewrap as ``user`` (its imports go on: see :meth:`Zygote.ready`)."""
+    group = Cgroup(probe["cgroup"], cfg.memory_mb, cfg.max_processes) if probe["cgroup"] else None
+    if group is not None and not group.ok:
+        raise OSError("no cgroup for the zygote")
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = {**env, "HOME": str(scratch_parent()), "TMPDIR": "/tmp", "AUTOGRADER_ZYGOTE_FD": str(child.fileno())}
+    proc = None
+    try:
+        proc = subprocess.Popen([*args, sys.executable, "-m", "autograder.sandbox.zygote_server"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                cwd=scratch_parent(), env=env, pass_fds=(child.fileno(),),
+                                preexec_fn=sandbox_preexec(cfg, group, user), close_fds=True)
+        child.close()
+        return zygote.Zygote(proc, parent, user.pw_uid, scratch_parent(), group)
+    except (OSError, ValueError) as exc:
+        child.close()
+        parent.close()
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+        if group is not None:
+            group.kill_all()
+            group.remove()
+        raise OSError(str(exc)) from None
+
+def _zygote_plan(cfg: SandboxConfig, probe: dict, user: pwd.struct_passwd):
+    """(key, start): the zygote a worker of ``cfg`` forks from, named by every limit and setting it runs under."""
+    args = sandbox_bwrap_args(cfg, scratch_parent())
+    env = worker_env(cfg, scratch_parent(), -1, -1)
+    for name in ("AUTOGRADER_FDS", "HOME", "TMPDIR", "MPLCONFIGDIR"):
+        env.pop(name, None)
+    key = (user.pw_uid, probe["cgroup"], cfg.memory_mb, cfg.threads, cfg.max_processes, cfg.file_size_mb,
+           cfg.address_space_gb, tuple(args), tuple(sorted(env.items())))
+    return key, lambda: _start_zygote(cfg, probe, user, args, env)
+
+
+def start_early(cfg: SandboxConfig) -> str:
+    """Start the zygote that the first worker of ``cfg`` will fork from, and return without waiting for it.
+
+    A grading process calls this before it imports torch and loads the reference, so that the zygote's
+    imports (as long again) run on the other core meanwhile.  The zygote is the one a worker would start
+    (same key, same user, namespaces, cgroup and rlimits), and the worker waits for it before reaping.
+    Returns why no zygote was started ('' when one runs): the worker's own start then reports it.
+    """
+    try:
+        if not zygote.warm_enabled():
+            return "warm workers are off"
+        probe = machine_protections(tuple(str(p) for p in cfg.readable))
+        user = pwd.getpwnam(probe["user"]) if probe["user"] else None
+        if not probe["bwrap"] or user is None:
+            return "warm workers need bubblewrap and a sandbox user"
+        key, start = _zygote_plan(cfg, probe, user)
+        if zygote.running(key):
+            return ""
+        zygote.settle(user.pw_uid)
+        if not users.reap_user_processes(user.pw_uid):   # as before any worker: nothing of an earlier one left
+            return f"processes of the sandbox user {user.pw_name} could not be stopped"
+        return zygote.zygote_for(key, start, wait=False)[1]
+    except (OSError, KeyError, ValueError) as exc:  # the worker's own start says what is wrong, in its words
+        return f"{type(exc).__name__}: {exc}"
 
 def scratch_parent() -> Path:
     """This process's folder of scratch folders (mode 0711: the sandbox user can enter, never list it)."""

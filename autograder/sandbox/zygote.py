@@ -3,7 +3,7 @@
 The zygote (:mod:`.zygote_server`) is started exactly as a cold worker is, by the same code in
 :mod:`.worker_process`: the sandbox user, bubblewrap's allowlist root (showing the process's scratch
 parent, whose only entries are the 0700 scratch folders of the workers, one at a time), the
-namespaces, a cgroup of its own and the rlimits.  It has imported torch, torchvision, numpy,
+namespaces, a cgroup of its own and the rlimits.  It has imported torch, torchvision, numpy, pyplot,
 IPython and the worker side, and never runs student code.  Each worker it forks:
 
 * inherits the zygote's rlimits (per process, the same values as a cold worker's) and its
@@ -158,24 +158,40 @@ class Zygote:
         self.owner = os.getpid()  # a process forked from this one must start its own zygote
         self.uid = uid
         self.scratch_parent = scratch_parent
-        self.pid: int | None = None        # the zygote's pid here
+        self.pid: int | None = None        # the zygote's pid here, once it said it is ready
+        self.hello: dict | None = None
         self._output = bytearray()
         self._kept: list[int] = []
         threading.Thread(target=self._drain, daemon=True).start()
-        self.hello = self._receive(ZYGOTE_START_TIMEOUT)
-        if "error" in self.hello or not self.hello.get("ready"):
-            raise OSError(f"the zygote did not start: {self.hello.get('error', self.hello)}")
-        ns_pid = int(self.hello["pid"])
-        tree = descendants(proc.pid)
+
+    @property
+    def pending(self) -> bool:
+        """Started, but its imports may still be running (nothing of it is spared by reaping yet)."""
+        return self.hello is None
+
+    def ready(self) -> None:
+        """Wait until the zygote has imported its libraries (OSError if it never does); then spare it from reaping.
+
+        Starting and waiting are apart so that a grading process can start the zygote first and import
+        torch and load the reference of its own while the zygote imports (:func:`start_early`).
+        """
+        if self.hello is not None:
+            return
+        hello = self._receive(ZYGOTE_START_TIMEOUT)
+        if "error" in hello or not hello.get("ready"):
+            raise OSError(f"the zygote did not start: {hello.get('error', hello)}")
+        ns_pid = int(hello["pid"])
+        tree = descendants(self.proc.pid)
         self.pid = next((p for p in tree if _ns_pid(p) == ns_pid), None)
         if self.pid is None:
             raise OSError("the zygote's process was not found")
         # bubblewrap's own processes and the zygote run as the sandbox user: reaping must spare them.
-        for pid in [proc.pid, *tree]:
+        for pid in [self.proc.pid, *tree]:
             started = _start_time(pid)
             if started is not None:
                 users.keep_process(pid, started)
                 self._kept.append(pid)
+        self.hello = hello
 
     def _drain(self) -> None:
         while True:
@@ -202,6 +218,7 @@ class Zygote:
     def fork(self, env: dict, cwd: Path) -> ForkedProcess:
         if not self.alive():
             raise OSError("the zygote is not running")
+        self.ready()
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -265,8 +282,24 @@ MAX_STARTS = 2
 MAX_ZYGOTES = 2
 
 
-def zygote_for(key: tuple, start) -> tuple[Zygote | None, str]:
-    """The running zygote for ``key`` (started by ``start()`` when there is none), or None and why not."""
+def _ready(key: tuple, zygote: Zygote) -> tuple[Zygote | None, str]:
+    """``zygote`` once it is ready; if it never gets there, it is stopped and not started again (cold workers)."""
+    try:
+        zygote.ready()
+    except OSError as exc:
+        zygote.stop()
+        _ZYGOTES[key] = str(exc)[:300]
+        _STARTS[key] = MAX_STARTS
+        return None, _ZYGOTES[key]
+    return zygote, ""
+
+
+def zygote_for(key: tuple, start, wait: bool = True) -> tuple[Zygote | None, str]:
+    """The running zygote for ``key`` (started by ``start()`` when there is none), or None and why not.
+
+    ``wait=False`` returns as soon as the zygote's process runs (its imports may still be going on):
+    :func:`settle` or the first fork waits for it.
+    """
     if any(isinstance(z, Zygote) and z.owner != os.getpid() for z in _ZYGOTES.values()):
         _ZYGOTES.clear()  # inherited through fork: the parent's zygotes are not this process's to use
         _STARTS.clear()
@@ -274,7 +307,7 @@ def zygote_for(key: tuple, start) -> tuple[Zygote | None, str]:
     if isinstance(found, Zygote):
         if found.alive():
             _ZYGOTES[key] = _ZYGOTES.pop(key)  # the most recently used last
-            return found, ""
+            return _ready(key, found) if wait else (found, "")
         found.stop()
         _ZYGOTES[key] = found = "the zygote died"
     if _STARTS.get(key, 0) >= MAX_STARTS or (isinstance(found, str) and key not in _STARTS):
@@ -292,7 +325,27 @@ def zygote_for(key: tuple, start) -> tuple[Zygote | None, str]:
         _STARTS[key] = MAX_STARTS  # a start that failed is not tried again in this process
         return None, _ZYGOTES[key]
     _ZYGOTES[key] = zygote
-    return zygote, ""
+    return _ready(key, zygote) if wait else (zygote, "")
+
+
+def running(key: tuple) -> bool:
+    """Whether this process has a zygote for ``key`` that runs (ready or still starting)."""
+    found = _ZYGOTES.get(key)
+    return isinstance(found, Zygote) and found.owner == os.getpid() and found.alive()
+
+
+def settle(uid: int) -> None:
+    """Wait for this process's zygotes of sandbox user ``uid`` that are still starting.
+
+    Called before the user's processes are reaped: a zygote still importing is not spared yet.
+    """
+    for key, found in list(_ZYGOTES.items()):
+        if isinstance(found, Zygote) and found.owner == os.getpid() and found.uid == uid and found.pending:
+            if found.alive():
+                _ready(key, found)
+            else:
+                found.stop()
+                _ZYGOTES[key] = "the zygote died while it started"
 
 
 def forget(key: tuple, why: str) -> None:

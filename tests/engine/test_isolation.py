@@ -64,9 +64,9 @@ def test_a_sandbox_that_cannot_start_fails_closed_unless_weaker_isolation_is_acc
     if not strong_isolation()[0]:
         pytest.skip("this machine has no bubblewrap sandbox to break")
     monkeypatch.setattr(probe, "_PROBED", {})  # a private probe, so other tests keep the real one
-    real_args = worker_process.Worker._bwrap_args
-    monkeypatch.setattr(worker_process.Worker, "_bwrap_args",   # breaks the zygote's start and a cold one's
-                        lambda self, *args, **kwargs: real_args(self, *args, **kwargs) + ["--no-such-option"])
+    real_args = worker_process.sandbox_bwrap_args
+    monkeypatch.setattr(worker_process, "sandbox_bwrap_args",   # breaks the zygote's start and a cold one's
+                        lambda *args, **kwargs: real_args(*args, **kwargs) + ["--no-such-option"])
     monkeypatch.delenv(worker_process.ALLOW_WEAK_ENV, raising=False)
     with pytest.raises(GradingError, match="could not start"):
         grade(make_submission())

@@ -70,6 +70,9 @@ class _FakeZygote(zygote.Zygote):
     def alive(self):
         return self.running
 
+    def ready(self):
+        pass
+
     def stop(self):
         self.stopped, self.running = True, False
 

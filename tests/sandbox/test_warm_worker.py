@@ -218,3 +218,31 @@ def test_every_worker_of_a_multithreaded_config_is_forked(monkeypatch):
             scratch = worker.scratch
             worker.close()
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+@needs_zygote
+def test_a_zygote_started_early_is_the_one_the_first_worker_forks_from(monkeypatch):
+    """A grading process starts the zygote before it imports torch (``start_early``); the first worker waits for
+    that zygote instead of reaping it while it imports, and forks from it: no second zygote is started."""
+    from autograder.sandbox.worker_process import start_early
+
+    monkeypatch.setenv(zygote.WARM_ENV, "1")
+    config = replace(_config(), memory_mb=1536)     # limits of their own: a zygote no other test started
+    assert start_early(config) == ""
+    early = list(zygote._ZYGOTES.values())[-1]
+    assert isinstance(early, zygote.Zygote) and early.pending   # its imports take seconds: not waited for
+    assert start_early(config) == "" and list(zygote._ZYGOTES.values())[-1] is early   # asked again: the same
+    worker = Worker(config, make_scratch())
+    try:
+        assert worker.protections["start"].startswith("forked from a clean zygote"), worker.protections
+        assert not early.pending and early.alive()
+        assert sum(z is early for z in zygote._ZYGOTES.values()) == 1
+        key = next(k for k, z in zygote._ZYGOTES.items() if z is early)
+        assert zygote._STARTS[key] == 1
+        out = _run(worker, "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.savefig('plot.png')\n"
+                           "import os\nprint(os.path.getsize('plot.png') > 0)")
+        assert out.strip().endswith("True")   # pyplot, imported by the zygote, works in the worker
+    finally:
+        scratch = worker.scratch
+        worker.close()
+        shutil.rmtree(scratch, ignore_errors=True)
