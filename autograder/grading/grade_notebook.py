@@ -12,7 +12,7 @@ from pathlib import Path
 
 from autograder.course import Course, GradingSettings, load_release
 from autograder.grading.run_checks import run_checks
-from autograder.grading.sandbox_settings import default_threads, sandbox_config, start_sandbox_early  # noqa: F401
+from autograder.grading.sandbox_settings import sandbox_config, start_sandbox_early
 from autograder.notebooks import NotebookError, assignment_id_of, cells_to_run, manual_cells, read_notebook
 from autograder.records import GradeReport
 from autograder.sandbox.worker_process import WorkerError
@@ -78,9 +78,12 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
     report.manual = manual_cells(release)
     settings = settings or assignment.settings
 
-    if problem is None:   # the zygote's imports run while the reference loads (a no-op once it runs)
-        start_sandbox_early(assignment, threads, **{**(config_overrides or {}),
-                                                    **({} if hidden else {"allow_weak": True})})
+    config = None
+    if problem is None:
+        # A self-check runs the public checks only, on the student's own code and machine: weaker isolation is fine.
+        overrides = {**(config_overrides or {}), **({} if hidden else {"allow_weak": True})}
+        config = sandbox_config(assignment, threads, **overrides)
+        start_sandbox_early(config)   # the zygote's imports run while the reference loads (no-op once it runs)
     ref = None
     if hidden:
         from autograder.grading.reference import ReferenceError, load_reference
@@ -98,9 +101,7 @@ def grade_notebook(path: Path | str, *, assignment_id: str | None = None, course
     else:
         cells, notes = cells_to_run(nb, release)
         report.notes.extend(notes)
-        # A self-check runs the public checks only, on the student's own code and machine: weaker isolation is fine.
-        overrides = {**(config_overrides or {}), **({} if hidden else {"allow_weak": True})}
-        sub = SandboxNamespace(config=sandbox_config(assignment, threads, **overrides), cells=cells,
+        sub = SandboxNamespace(config=config, cells=cells,
                                cell_timeout=settings.cell_timeout, max_restarts=settings.max_restarts,
                                default_timeout=settings.call_timeout,
                                deadline=time.monotonic() + settings.total_timeout,

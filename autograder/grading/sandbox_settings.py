@@ -35,13 +35,13 @@ def sandbox_config(assignment: Assignment, threads: int | None = None, **overrid
     return config
 
 
-def start_sandbox_early(assignment: Assignment, threads: int | None = None, **overrides) -> str:
-    """Start the zygote that this assignment's first worker will fork from; '' or why none was started.
+def start_sandbox_early(config: SandboxConfig) -> str:
+    """Start the zygote that the first worker of ``config`` will fork from; '' or why none was started.
 
     Never raises and never waits: whatever goes wrong here, the worker's own start reports it.
     """
     try:
-        return start_early(sandbox_config(assignment, threads, **overrides))
+        return start_early(config)
     except Exception as exc:  # noqa: BLE001 - only a head start: grading reports any real problem itself
         return f"{type(exc).__name__}: {exc}"
 
@@ -57,4 +57,4 @@ def start_sandbox_early_for(notebook: Path | str, assignment_id: str | None = No
         assignment = course.get(assignment_id) if assignment_id else course.identify(path, read_notebook(path))
     except Exception as exc:  # noqa: BLE001 - an unreadable notebook is graded (as zero, with the reason) later
         return f"{type(exc).__name__}: {exc}"
-    return start_sandbox_early(assignment, threads)
+    return start_sandbox_early(sandbox_config(assignment, threads))

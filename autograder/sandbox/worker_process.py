@@ -394,6 +394,7 @@ def _start_zygote(cfg: SandboxConfig, probe: dict, user: pwd.struct_passwd, args
             group.remove()
         raise OSError(str(exc)) from None
 
+
 def _zygote_plan(cfg: SandboxConfig, probe: dict, user: pwd.struct_passwd):
     """(key, start): the zygote a worker of ``cfg`` forks from, named by every limit and setting it runs under."""
     args = sandbox_bwrap_args(cfg, scratch_parent())
@@ -429,6 +430,7 @@ def start_early(cfg: SandboxConfig) -> str:
         return zygote.zygote_for(key, start, wait=False)[1]
     except (OSError, KeyError, ValueError) as exc:  # the worker's own start says what is wrong, in its words
         return f"{type(exc).__name__}: {exc}"
+
 
 def scratch_parent() -> Path:
     """This process's folder of scratch folders (mode 0711: the sandbox user can enter, never list it)."""
